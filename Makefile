@@ -1,0 +1,56 @@
+# Edge object detection: train a MobileNet-SSD, quantize it to int8 TFLite, run it on a Raspberry Pi.
+# Every target installs what it needs: `.venv` is (re)built whenever a requirements file changes.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REQUIREMENTS := $(wildcard requirements/*.txt)
+
+# Demo defaults (recorded in every run's run.json).
+DATA ?= data/synthetic
+RUN ?= runs/demo
+ALPHA ?= 0.5
+SIZE ?= 160
+EPOCHS ?= 30
+NUM_IMAGES ?= 3000
+SEED ?= 0
+TRAIN_ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup test lint data train evaluate clean
+help:  ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): $(REQUIREMENTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	@touch $@
+
+setup: $(STAMP)  ## create .venv with everything a development machine needs
+
+test: $(STAMP)  ## run the test suite
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)  ## ruff lint + format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+$(DATA)/ImageSets/Main/train.txt: | $(STAMP)
+	$(PY) -m train.synthetic --out $(DATA) --num-images $(NUM_IMAGES) --seed $(SEED)
+
+data: $(DATA)/ImageSets/Main/train.txt  ## generate the built-in synthetic dataset (Pascal VOC layout)
+
+train: $(STAMP) data  ## train the demo detector on the synthetic dataset
+	$(PY) -m train --data $(DATA) --alpha $(ALPHA) --size $(SIZE) --epochs $(EPOCHS) --out $(RUN) $(TRAIN_ARGS)
+
+evaluate: $(STAMP)  ## evaluate the demo run's best checkpoint on the validation split
+	$(PY) -m train.evaluate --run $(RUN) --data $(DATA)
+
+clean:  ## remove generated data, runs and caches (keeps .venv)
+	rm -rf data runs demo .pytest_cache
+
+-include mk/*.mk

@@ -1,0 +1,113 @@
+"""Box formats and SSD box coding, pure NumPy — shared by training (targets) and the edge (decoding).
+
+Canonical box format: ``(N, 4)`` normalized ``ymin, xmin, ymax, xmax`` (as TFLite SSD outputs).
+Anchor / center format: ``(N, 4)`` ``cy, cx, h, w``.
+Deltas (what the model's box head predicts): ``(N, 4)`` ``ty, tx, th, tw`` — the center-size
+coding of the TF OD API / ``TFLite_Detection_PostProcess`` with variances ``(0.1, 0.1, 0.2, 0.2)``
+(its scale factors ``y=10, x=10, h=5, w=5``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+VARIANCES: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+MAX_LOG_SCALE = float(np.log(1000.0 / 16.0))
+"""``th``/``tw`` (after variance scaling) are clipped to this before ``exp`` so decoding never overflows."""
+
+
+def _check_boxes(boxes: np.ndarray, name: str) -> np.ndarray:
+    boxes = np.asarray(boxes)
+    if boxes.ndim < 1 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape (..., 4), got {boxes.shape}")
+    return boxes
+
+
+def corners_to_center(boxes: np.ndarray) -> np.ndarray:
+    """``ymin, xmin, ymax, xmax`` -> ``cy, cx, h, w``; shape ``(..., 4)`` preserved."""
+    boxes = _check_boxes(boxes, "boxes")
+    ymin, xmin, ymax, xmax = np.moveaxis(boxes, -1, 0)
+    return np.stack([(ymin + ymax) / 2, (xmin + xmax) / 2, ymax - ymin, xmax - xmin], axis=-1)
+
+
+def center_to_corners(boxes: np.ndarray) -> np.ndarray:
+    """``cy, cx, h, w`` -> ``ymin, xmin, ymax, xmax``; shape ``(..., 4)`` preserved."""
+    boxes = _check_boxes(boxes, "boxes")
+    cy, cx, h, w = np.moveaxis(boxes, -1, 0)
+    return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+
+
+def encode_boxes(
+    boxes: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES
+) -> np.ndarray:
+    """Encode corner ``boxes`` ``(N, 4)`` against ``anchors`` ``(N, 4)`` (cy, cx, h, w) into deltas ``(N, 4)``.
+
+    ``ty = (cy - cy_a) / h_a / v0``, ``tx = (cx - cx_a) / w_a / v1``,
+    ``th = log(h / h_a) / v2``, ``tw = log(w / w_a) / v3``. Zero-size boxes are floored at 1e-8.
+    """
+    boxes = _check_boxes(boxes, "boxes").astype(np.float64)
+    anchors = _check_boxes(anchors, "anchors").astype(np.float64)
+    center = corners_to_center(boxes)
+    cy, cx = center[..., 0], center[..., 1]
+    h = np.maximum(center[..., 2], 1e-8)
+    w = np.maximum(center[..., 3], 1e-8)
+    acy, acx, ah, aw = np.moveaxis(anchors, -1, 0)
+    v = np.asarray(variances, dtype=np.float64)
+    deltas = np.stack(
+        [(cy - acy) / ah / v[0], (cx - acx) / aw / v[1], np.log(h / ah) / v[2], np.log(w / aw) / v[3]], axis=-1
+    )
+    return deltas.astype(np.float32)
+
+
+def decode_boxes(
+    deltas: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES
+) -> np.ndarray:
+    """Decode ``deltas`` ``(N, 4)`` (ty, tx, th, tw) against ``anchors`` ``(N, 4)`` into corner boxes ``(N, 4)``.
+
+    Scaled ``th``/``tw`` are clipped to ``MAX_LOG_SCALE`` before ``exp``; boxes are not clipped to
+    the image here (``edge.postprocess`` does that after NMS candidates are chosen).
+    """
+    deltas = _check_boxes(deltas, "deltas").astype(np.float32, copy=False)
+    anchors = _check_boxes(anchors, "anchors").astype(np.float32, copy=False)
+    v = np.asarray(variances, dtype=np.float32)
+    acy, acx, ah, aw = anchors[..., 0], anchors[..., 1], anchors[..., 2], anchors[..., 3]
+    cy = deltas[..., 0] * v[0] * ah + acy
+    cx = deltas[..., 1] * v[1] * aw + acx
+    half_h = 0.5 * ah * np.exp(np.minimum(deltas[..., 2] * v[2], MAX_LOG_SCALE))
+    half_w = 0.5 * aw * np.exp(np.minimum(deltas[..., 3] * v[3], MAX_LOG_SCALE))
+    return np.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=-1)
+
+
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    """Areas of corner boxes ``(..., 4)``; inverted boxes count as zero."""
+    boxes = _check_boxes(boxes, "boxes")
+    return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of corner boxes ``(N, 4)`` x ``(M, 4)`` -> ``(N, M)``; zero-area pairs give 0."""
+    a = _check_boxes(boxes_a, "boxes_a")[:, None, :]
+    b = _check_boxes(boxes_b, "boxes_b")[None, :, :]
+    inter_h = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+    inter_w = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+    inter = inter_h * inter_w
+    union = box_areas(a) + box_areas(b) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0).astype(np.float32)
+
+
+def normalized_to_pixels(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Normalized ``ymin, xmin, ymax, xmax`` -> pixel ``xmin, ymin, xmax, ymax`` (float32) in a ``height x width`` image."""
+    boxes = _check_boxes(boxes, "boxes")
+    return np.stack(
+        [boxes[..., 1] * width, boxes[..., 0] * height, boxes[..., 3] * width, boxes[..., 2] * height], axis=-1
+    ).astype(np.float32)
+
+
+def pixels_to_normalized(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pixel ``xmin, ymin, xmax, ymax`` -> normalized ``ymin, xmin, ymax, xmax`` (float32)."""
+    boxes = _check_boxes(boxes, "boxes")
+    return np.stack(
+        [boxes[..., 1] / height, boxes[..., 0] / width, boxes[..., 3] / height, boxes[..., 2] / width], axis=-1
+    ).astype(np.float32)
