@@ -1,0 +1,187 @@
+"""Accuracy check at conversion time: the float Keras model vs each TFLite variant, through the edge's decoder.
+
+Every variant is scored by ``train.evaluate.evaluate_predictions`` — images read and resized like the
+runtime does, raw outputs decoded by ``edge.postprocess.decode_and_nms`` — so the numbers are the
+ones the edge will see. Results are a table (variant, file size, mAP@0.5, COCO mAP, latency per image
+on this machine), written as JSON and Markdown, and an int8-vs-float gate in mAP@0.5 points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge.metadata import read_metadata
+from train.config import ModelConfig
+from train.evaluate import GroundTruth, evaluate_predictions, keras_predict_fn
+
+PredictFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+FLOAT_VARIANT = "keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantResult:
+    """One row of the accuracy table; ``map50``/``coco_map`` in [0, 1], ``latency_ms`` per image."""
+
+    variant: str
+    size_bytes: int
+    map50: float
+    coco_map: float
+    latency_ms: float
+    num_images: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class AccuracyGateError(RuntimeError):
+    """The quantized model lost more mAP@0.5 than allowed."""
+
+
+def dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
+    """Integer TFLite output -> float32 ``(q - zero_point) * scale``; float outputs pass through as float32."""
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(array.dtype, np.integer) and scale:
+        return (array.astype(np.float32) - zero_point) * np.float32(scale)
+    return array.astype(np.float32)
+
+
+def tflite_predict_fn(tflite_bytes: bytes, num_threads: int | None = None) -> tuple[PredictFn, list[float]]:
+    """A ``PredictFn`` running a raw-output (``postprocess="numpy"``) TFLite detector image by image.
+
+    Input: ``(B, H, W, 3)`` float32 raw RGB 0..255 (cast to uint8 for int8 models). Output:
+    ``box_deltas (B, N, 4)``, ``class_scores (B, N, C+1)`` float32, dequantized like the edge does.
+    The second value collects the seconds per ``invoke`` for latency reporting.
+    """
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    metadata = read_metadata(tflite_bytes)
+    if metadata.postprocess != "numpy":
+        raise ValueError("tflite_predict_fn needs a raw-output model (postprocess='numpy')")
+    interpreter = Interpreter(model_content=tflite_bytes, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    (model_input,) = interpreter.get_input_details()
+    outputs = interpreter.get_output_details()
+    box_detail = outputs[metadata.outputs["box_deltas"]]
+    score_detail = outputs[metadata.outputs["class_scores"]]
+    timings: list[float] = []
+
+    def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores = [], []
+        for image in batch:
+            pixels = np.clip(np.rint(image), 0, 255) if model_input["dtype"] == np.uint8 else image
+            interpreter.set_tensor(model_input["index"], pixels[None].astype(model_input["dtype"]))
+            start = time.perf_counter()
+            interpreter.invoke()
+            timings.append(time.perf_counter() - start)
+            boxes.append(dequantize(interpreter.get_tensor(box_detail["index"])[0], box_detail))
+            scores.append(dequantize(interpreter.get_tensor(score_detail["index"])[0], score_detail))
+        return np.stack(boxes), np.stack(scores)
+
+    return predict, timings
+
+
+def _timed(predict: PredictFn) -> tuple[PredictFn, list[float]]:
+    timings: list[float] = []
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
+        result = predict(batch)
+        timings.extend([(time.perf_counter() - start) / len(batch)] * len(batch))
+        return result
+
+    return run, timings
+
+
+def _score(
+    variant: str,
+    predict: PredictFn,
+    timings: list[float],
+    size_bytes: int,
+    records: Sequence[GroundTruth],
+    config: ModelConfig,
+    labels: Sequence[str],
+    batch_size: int,
+) -> VariantResult:
+    result = evaluate_predictions(predict, records, config, labels, batch_size=batch_size, progress=True)
+    latency = 1000.0 * float(np.median(timings)) if timings else float("nan")
+    return VariantResult(
+        variant, size_bytes, float(result["map50"]), float(result["coco_map"]), latency, int(result["num_images"])
+    )
+
+
+def evaluate_keras(
+    model, records: Sequence[GroundTruth], config: ModelConfig, labels: Sequence[str], size_bytes: int = 0
+) -> VariantResult:
+    """Score the float Keras model (row ``keras``); latency is per image in batches of 8."""
+    predict, timings = _timed(keras_predict_fn(model))
+    return _score(FLOAT_VARIANT, predict, timings, size_bytes, records, config, labels, batch_size=8)
+
+
+def evaluate_tflite(
+    variant: str, tflite_bytes: bytes, records: Sequence[GroundTruth], config: ModelConfig, labels: Sequence[str]
+) -> VariantResult:
+    """Score a raw-output TFLite variant; latency is the median ``invoke`` time for one image."""
+    predict, timings = tflite_predict_fn(tflite_bytes)
+    return _score(variant, predict, timings, len(tflite_bytes), records, config, labels, batch_size=8)
+
+
+def map_drop_points(reference: VariantResult, candidate: VariantResult) -> float:
+    """How many mAP@0.5 points (percent) ``candidate`` lost against ``reference`` (negative: it gained)."""
+    return 100.0 * (reference.map50 - candidate.map50)
+
+
+def check_gate(results: Sequence[VariantResult], max_map_drop: float, variant: str = "int8") -> float | None:
+    """Raise ``AccuracyGateError`` when ``variant`` lost more than ``max_map_drop`` mAP@0.5 points vs ``keras``.
+
+    Returns the drop in points, or None when either row is missing.
+    """
+    rows = {r.variant: r for r in results}
+    if FLOAT_VARIANT not in rows or variant not in rows:
+        return None
+    drop = map_drop_points(rows[FLOAT_VARIANT], rows[variant])
+    if drop > max_map_drop:
+        raise AccuracyGateError(
+            f"{variant} mAP@0.5 {100 * rows[variant].map50:.2f} is {drop:.2f} points below the float model's "
+            f"{100 * rows[FLOAT_VARIANT].map50:.2f}; the limit is --max-map-drop {max_map_drop:g}"
+        )
+    return drop
+
+
+def accuracy_metadata(results: Sequence[VariantResult], data: str, split: str) -> dict:
+    """The ``accuracy`` entry of the model metadata: mAP per variant measured at conversion."""
+    entry: dict = {"data": data, "split": split}
+    for row in results:
+        name = "float" if row.variant == FLOAT_VARIANT else row.variant
+        entry[name] = {"map50": round(row.map50, 5), "coco_map": round(row.coco_map, 5), "num_images": row.num_images}
+    return entry
+
+
+def format_table(results: Sequence[VariantResult]) -> str:
+    """Markdown table: variant, file size, mAP@0.5, COCO mAP, latency per image."""
+    lines = [
+        "| variant | file size | mAP@0.5 | COCO mAP | latency/image |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        size = f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "-"
+        lines.append(f"| {r.variant} | {size} | {100 * r.map50:.2f} | {100 * r.coco_map:.2f} | {r.latency_ms:.1f} ms |")
+    return "\n".join(lines)
+
+
+def write_report(results: Sequence[VariantResult], out_model: Path, extra: dict) -> tuple[Path, Path]:
+    """Write ``<out>.accuracy.json`` and ``<out>.accuracy.md`` next to the model; returns both paths."""
+    from convert.io import atomic_write_bytes  # noqa: PLC0415
+
+    base = out_model.with_suffix("")
+    json_path = base.with_name(base.name + ".accuracy.json")
+    md_path = base.with_name(base.name + ".accuracy.md")
+    payload = {**extra, "results": [r.to_dict() for r in results]}
+    atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
+    atomic_write_bytes(md_path, (format_table(results) + "\n").encode())
+    return json_path, md_path

@@ -1,0 +1,230 @@
+"""Drive the Ansible deploy from ``PI=user@host[:port] [user@host2 ...]``: inventory, playbooks, ssh.
+
+    python deploy/pi.py inventory --pi "pi@raspberrypi.local root@127.0.0.1:2222"
+    python deploy/pi.py deploy --pi ... --model models/demo_int8.tflite [--mjpeg-port 8080]
+    python deploy/pi.py rollback --pi ...
+    python deploy/pi.py bench --pi ... [--frames 100]          # results under bench/results/<host>/
+    python deploy/pi.py run --pi HOST -- --source synthetic ...  # the camera loop in the foreground, one host
+    python deploy/pi.py ssh --pi HOST -- CMD...                  # foreground, one host
+    python deploy/pi.py doctor --pi ...
+
+The emulated Pi (``scripts/pi_emulator.sh``) is recognised by its address and gets its key and its
+own known_hosts file; other hosts use the user's ssh setup (agent, ``~/.ssh/config``, known_hosts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+EMULATOR_CACHE = Path(os.environ.get("PI_EMULATOR_CACHE", ROOT / ".cache" / "pi-emulator"))
+CONNECT_TIMEOUT_S = int(os.environ.get("PI_CONNECT_TIMEOUT", "10"))
+REMOTE_ROOT = "/opt/edge"
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One ``user@host[:port]`` entry of ``PI``."""
+
+    user: str | None
+    host: str
+    port: int
+
+    @property
+    def name(self) -> str:
+        """Inventory name, also the folder under ``bench/results/``: ``host`` or ``host_port``."""
+        return self.host if self.port == 22 else f"{self.host}_{self.port}"
+
+    def ssh_options(self) -> list[str]:
+        """ssh ``-o`` options: bounded connect time, batch mode, and the emulator's key/known_hosts."""
+        opts = [f"ConnectTimeout={CONNECT_TIMEOUT_S}", "BatchMode=yes", "ServerAliveInterval=15"]
+        if self.is_emulator():
+            opts += [
+                f"IdentityFile={EMULATOR_CACHE / 'id_ed25519'}",
+                f"UserKnownHostsFile={EMULATOR_CACHE / 'known_hosts'}",
+                "StrictHostKeyChecking=yes",
+            ]
+        else:
+            opts.append("StrictHostKeyChecking=accept-new")
+        return opts
+
+    def is_emulator(self) -> bool:
+        port_file = EMULATOR_CACHE / "port"
+        if self.host not in ("127.0.0.1", "localhost") or not port_file.is_file():
+            return False
+        return port_file.read_text().strip() == str(self.port)
+
+
+def parse_pi(value: str) -> list[Target]:
+    """Parse ``PI`` (space/comma separated ``[user@]host[:port]``) into targets; ``ValueError`` naming the bad entry."""
+    targets = []
+    for item in re.split(r"[\s,]+", value.strip()):
+        if not item:
+            continue
+        match = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>\d+))?", item)
+        if match is None:
+            raise ValueError(f"PI: expected user@host[:port], got {item!r}")
+        port = int(match["port"] or 22)
+        if not 0 < port < 65536:
+            raise ValueError(f"PI: port of {item!r} must be 1..65535")
+        targets.append(Target(match["user"], match["host"], port))
+    if not targets:
+        raise ValueError("PI is empty: expected PI=user@host[:port] (several separated by spaces)")
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"PI lists a host twice: {value!r}")
+    return targets
+
+
+def inventory(targets: list[Target]) -> dict:
+    """An Ansible YAML/JSON inventory: group ``pis`` with one host per target."""
+    hosts = {}
+    for t in targets:
+        host = {
+            "ansible_host": t.host,
+            "ansible_port": t.port,
+            "ansible_ssh_common_args": " ".join(f"-o {o}" for o in t.ssh_options()),
+            "edge_emulator": t.is_emulator(),
+        }
+        if t.user:
+            host["ansible_user"] = t.user
+        hosts[t.name] = host
+    return {"all": {"children": {"pis": {"hosts": hosts}}}}
+
+
+def write_inventory(targets: list[Target]) -> Path:
+    path = ROOT / ".cache" / "deploy" / "inventory.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(inventory(targets), indent=2))
+    return path
+
+
+def ansible_playbook(playbook: str, targets: list[Target], extra: dict) -> int:
+    """Run ``deploy/<playbook>`` on all targets in parallel; print a one-line verdict per host. Returns exit status."""
+    inv = write_inventory(targets)
+    exe = Path(sys.executable).with_name("ansible-playbook")
+    if not exe.exists():
+        sys.exit(f"deploy: {exe} not found: install requirements/deploy.txt into the venv (pip install -r ...)")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(DEPLOY / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    cmd = [str(exe), "-i", str(inv), str(DEPLOY / playbook), "-e", json.dumps(extra), "--forks", str(len(targets))]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=DEPLOY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    recap: dict[str, dict[str, int]] = {}
+    unreachable_msgs: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if m := RECAP.match(line.strip()):
+            recap[m["host"]] = {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+        if m := re.match(r"fatal: \[(?P<host>[^\]]+)\]: UNREACHABLE! => (?P<rest>.*)", line.strip()):
+            unreachable_msgs[m["host"]] = m["rest"]
+    status = proc.wait()
+    elapsed = time.monotonic() - start
+    by_name = {t.name: t for t in targets}
+    for host, counts in recap.items():
+        t = by_name.get(host)
+        where = f"{t.host}:{t.port}" if t else host
+        if counts["unreachable"]:
+            detail = unreachable_msgs.get(host, "")
+            msg = json.loads(detail).get("msg", detail) if detail.startswith("{") else detail
+            msg = " ".join(msg.split())
+            print(
+                f"{playbook}: {host}: UNREACHABLE — ssh to {where} failed within {CONNECT_TIMEOUT_S} s "
+                f"(host down, wrong port, or no key authorised): {msg}"
+            )
+        elif counts["failed"]:
+            print(f"{playbook}: {host}: FAILED (see the task above); the previous install is left in place")
+        elif counts["changed"] == 0:
+            print(f"{playbook}: {host}: ok, no changes (already up to date)")
+        else:
+            print(f"{playbook}: {host}: ok, {counts['changed']} changed")
+    print(f"{playbook}: finished in {elapsed:.0f} s, exit status {status}")
+    return status
+
+
+def run_ssh(target: Target, command: list[str], tty: bool = False) -> int:
+    """Run ``command`` on ``target`` over ssh, in the foreground; returns its exit status."""
+    cmd = ["ssh", "-p", str(target.port)]
+    for o in target.ssh_options():
+        cmd += ["-o", o]
+    if tty:
+        cmd.append("-t")
+    cmd.append(f"{target.user}@{target.host}" if target.user else target.host)
+    cmd.append(" ".join(shlex.quote(c) for c in command))
+    return subprocess.call(cmd)
+
+
+def remote_run_script(args: list[str]) -> str:
+    """The remote shell line of ``pi-run``: the deployed loop on the current model, ``EDGE_EMULATED`` set under qemu."""
+    python = f"{REMOTE_ROOT}/current/venv/bin/python"
+    run = [python, "-m", "edge", "run", "--model", f"{REMOTE_ROOT}/models/current.tflite", *args]
+    return (
+        f"test -x {python} || {{ echo 'nothing deployed at {REMOTE_ROOT}: run make deploy first' >&2; exit 3; }}; "
+        f"cd {REMOTE_ROOT} && EDGE_EMULATED=$({python} -m edge.doctor --emulated >/dev/null && echo 1 || echo 0) "
+        f"exec {' '.join(shlex.quote(a) for a in run)}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog="run/ssh/doctor: -- ARGS"
+    )
+    parser.add_argument("command", choices=["inventory", "deploy", "rollback", "bench", "doctor", "run", "ssh"])
+    parser.add_argument("--pi", default=os.environ.get("PI", ""), help="user@host[:port], several separated by spaces")
+    parser.add_argument("--model", default="models/demo_int8.tflite", help="model file to deploy")
+    parser.add_argument("--mjpeg-port", type=int, default=8080, help="MJPEG port of the camera service")
+    parser.add_argument("--frames", type=int, default=100, help="bench: frames of the synthetic run")
+    parser.add_argument("--source", default="picamera2", help="camera source of the service")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="bench: where reports go")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    remote = argv[argv.index("--") + 1 :] if "--" in argv else []
+    ns = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    try:
+        targets = parse_pi(ns.pi)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if ns.command == "inventory":
+        print(json.dumps(inventory(targets), indent=2))
+        return 0
+    if ns.command == "deploy":
+        model = Path(ns.model).resolve()
+        if not model.is_file():
+            parser.error(f"MODEL={ns.model}: no such file (build one with the convert stage or pass MODEL=...)")
+        extra = {"edge_repo": str(ROOT), "edge_model": str(model), "edge_mjpeg_port": ns.mjpeg_port}
+        extra["edge_source"] = ns.source
+        return ansible_playbook("site.yml", targets, extra)
+    if ns.command == "rollback":
+        return ansible_playbook("rollback.yml", targets, {})
+    if ns.command == "bench":
+        results = str(Path(ns.results).resolve())
+        return ansible_playbook("bench.yml", targets, {"edge_frames": ns.frames, "edge_results": results})
+    if ns.command == "doctor":
+        status = 0
+        for t in targets:
+            print(f"== doctor on {t.name}")
+            status |= run_ssh(t, [f"{REMOTE_ROOT}/current/venv/bin/python", "-m", "edge.doctor", *remote])
+        return status
+    if len(targets) != 1:
+        parser.error(f"{ns.command} runs in the foreground on one host: give PI a single user@host[:port]")
+    if ns.command == "run":
+        return run_ssh(targets[0], ["sh", "-c", remote_run_script(remote)], tty=sys.stdin.isatty())
+    return run_ssh(targets[0], remote or ["bash", "-l"], tty=sys.stdin.isatty())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""``python -m edge run|info``: the command line over ``edge.Detector``, ``edge.sources``, ``edge.outputs``.
+
+Errors print one line (``edge: error: ...``) and exit non-zero; a report (``--report``) is written at the
+end of a run, also after Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "models/demo_int8.tflite"
+
+logger = logging.getLogger("edge")
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge", description="MobileNet-SSD edge runtime")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the detector on a camera, video, stream or folder")
+    run.add_argument("--model", default=DEFAULT_MODEL, help=f"int8/float .tflite model (default {DEFAULT_MODEL})")
+    run.add_argument(
+        "--source",
+        default="synthetic",
+        help="synthetic (default), picamera2, a device index 0/1/..., a video file, an rtsp:// or http:// URL, "
+        "or a folder of images",
+    )
+    run.add_argument("--frames", type=int, help="stop after N processed frames")
+    run.add_argument("--duration", type=float, help="stop after S seconds")
+    run.add_argument("--display", action="store_true", help="show an OpenCV window (needs a GUI OpenCV)")
+    run.add_argument("--mjpeg", metavar="HOST:PORT", help="serve /, /stream (MJPEG), /stats; host 127.0.0.1 if omitted")
+    run.add_argument("--jsonl", metavar="FILE|-", help="one JSON line per frame (- for stdout)")
+    run.add_argument("--save-video", metavar="FILE", help="write the annotated video (.mp4 or .avi)")
+    run.add_argument("--report", metavar="FILE.json", help="write a JSON report at the end (also on Ctrl-C/SIGTERM)")
+    run.add_argument("--threads", type=int, help="interpreter threads (default: runtime's choice)")
+    run.add_argument("--score-threshold", type=float, default=0.5, help="minimum detection score (default 0.5)")
+    run.add_argument("--iou-threshold", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    run.add_argument("--loop", action="store_true", help="restart a video file / image folder at its end")
+    run.add_argument("--resolution", default="640x480", help="camera / emulator WIDTHxHEIGHT (default 640x480)")
+    run.add_argument("--fps", type=float, default=30.0, help="camera / emulator frame rate (default 30)")
+    run.add_argument("--unpaced", action="store_true", help="synthetic source: frames as fast as they render")
+    run.add_argument("--lores", metavar="WxH", help="picamera2: detector input from a lores stream of this size")
+    run.add_argument("--seed", type=int, default=0, help="synthetic source seed (default 0)")
+    run.add_argument("--quiet", action="store_true", help="no live status line")
+
+    info = commands.add_parser("info", help="print what a model file says about itself")
+    info.add_argument("--model", default=DEFAULT_MODEL, help=f".tflite model (default {DEFAULT_MODEL})")
+    return parser
+
+
+def _load_detector(args: argparse.Namespace) -> Any:
+    model = Path(args.model)
+    if not model.is_file():
+        hint = (
+            " (the committed demo model; build it with `make demo-model` or pass --model)"
+            if (args.model == DEFAULT_MODEL)
+            else ""
+        )
+        raise CliError(f"--model {args.model}: file not found{hint}")
+    from edge.detector import Detector
+
+    try:
+        return Detector(
+            str(model),
+            num_threads=args.threads,
+            score_threshold=args.score_threshold,
+            iou_threshold=args.iou_threshold,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CliError(f"--model {args.model}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _outputs(args: argparse.Namespace, stats_provider: Any, on_quit: Any) -> list[Any]:
+    from edge import outputs
+
+    result: list[Any] = []
+    if args.display:
+        result.append(outputs.DisplayOutput(on_quit=on_quit))
+    if args.mjpeg:
+        from edge.mjpeg import parse_host_port
+
+        host, port = parse_host_port(args.mjpeg)
+        result.append(outputs.MjpegOutput(host, port, stats_provider=stats_provider))
+    if args.jsonl:
+        result.append(outputs.JsonlOutput(args.jsonl))
+    if args.save_video:
+        result.append(outputs.VideoFileOutput(args.save_video, fps=args.fps))
+    return result
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from edge import sources, system
+    from edge.outputs import OutputError
+    from edge.pipeline import Pipeline
+    from edge.stats import PipelineStats, StatusPrinter, write_report
+
+    if args.frames is not None and args.frames < 1:
+        raise CliError(f"--frames: expected >= 1, got {args.frames}")
+    if args.duration is not None and args.duration <= 0:
+        raise CliError(f"--duration: expected > 0 seconds, got {args.duration}")
+    try:
+        resolution = sources.parse_resolution(args.resolution)
+        lores = sources.parse_resolution(args.lores) if args.lores else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    stop_event = threading.Event()
+    options: dict[str, Any] = {}
+    if lores is not None:
+        if args.source != "picamera2":
+            raise CliError("--lores: only for --source picamera2")
+        options["lores"] = lores
+    try:
+        source = sources.open_source(
+            args.source,
+            resolution=resolution,
+            fps=args.fps,
+            loop=args.loop,
+            paced=not args.unpaced,
+            seed=args.seed,
+            stop=stop_event,
+            **options,
+        )
+    except sources.SourceError as exc:
+        raise CliError(str(exc)) from exc
+    detector = _load_detector(args)
+
+    evaluator = None
+    if args.source == "synthetic":
+        from edge.metrics import DetectionEvaluator
+
+        evaluator = DetectionEvaluator(num_classes=max(1, len(detector.labels)), iou_threshold=0.5)
+    stats = PipelineStats()
+    pipeline_box: list[Pipeline] = []
+
+    def stats_provider() -> dict[str, Any]:
+        return pipeline_box[0].stats.summary() if pipeline_box else {}
+
+    outputs = _outputs(args, stats_provider, on_quit=lambda: stop_event.set())
+    pipeline = Pipeline(
+        source,
+        detector,
+        outputs,
+        stats=stats,
+        max_frames=args.frames,
+        duration_s=args.duration,
+        evaluator=evaluator,
+        status=None if args.quiet else StatusPrinter(stats),
+        temperature=system.cpu_temperature_c,
+        stop_event=stop_event,
+    )
+    pipeline_box.append(pipeline)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        pipeline.stop(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    error: BaseException | None = None
+    try:
+        pipeline.run()
+    except (OutputError, sources.SourceError, sources.SourceUnavailable) as exc:
+        error = exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if args.report:
+            extra = {"model": {"path": str(args.model), "labels": list(detector.labels)}}
+            if error is not None:
+                extra["error"] = _first_line(error)
+            path = write_report(args.report, pipeline.report(extra))
+            logger.info("report written to %s", path)
+    if error is not None:
+        raise CliError(_first_line(error)) from error
+    summary = pipeline.stats.summary()
+    print(
+        f"edge: {summary['frames']} frames in {summary['duration_s']:.1f} s "
+        f"({summary['average_fps']:.1f} FPS, {summary['dropped_frames']} dropped) — {pipeline.finished_reason}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def command_info(args: argparse.Namespace) -> int:
+    model = Path(args.model)
+    if not model.is_file():
+        raise CliError(f"--model {args.model}: file not found")
+    from edge.metadata import read_metadata
+
+    try:
+        metadata = read_metadata(str(model))
+    except (ValueError, OSError) as exc:
+        raise CliError(f"--model {args.model}: {_first_line(exc)}") from exc
+    data = metadata.to_dict() if hasattr(metadata, "to_dict") else metadata
+    print(json.dumps({"model": str(model), "size_bytes": model.stat().st_size, "metadata": data}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "info":
+            return command_info(args)
+        raise CliError(f"unknown command {args.command!r}; valid: run, info")
+    except CliError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, the traceback goes to the debug log
+        logger.debug("unhandled error", exc_info=True)
+        print(f"edge: error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        return 1

@@ -1,0 +1,340 @@
+"""The threaded camera loop: capture + preprocess, interpreter, postprocess + outputs overlap in three threads.
+
+```
+capture thread   source.read() -> detector.preprocess -> LatestSlot (newest frame wins, drops counted)
+inference thread LatestSlot.take() -> detector.invoke -> bounded hand-off (2 results)
+output thread    detector.postprocess -> boxes to frame pixels -> outputs -> stats (+ mAP on synthetic truth)
+```
+
+The interpreter never waits for capture or drawing while a newer frame is ready, and frames never queue
+up: a live source overwrites the slot, so the loop always runs on the newest frame. Finite sources
+(files, folders, the unpaced emulator) hand over every frame instead (``FrameSource.live`` is False).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edge.outputs import FrameResult, Output
+from edge.sources import Frame, FrameSource
+from edge.stats import PipelineStats, StatusPrinter
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+class LatestSlot:
+    """A one-item hand-off. ``put(item)`` replaces an untaken item (counted in ``dropped``) unless ``block``,
+    which waits until the slot is empty. ``take`` returns the item, or None once closed and empty / on timeout."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._item: Any = None
+        self._has_item = False
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Any, block: bool = False) -> bool:
+        """Store ``item``; returns False when the slot was closed (item discarded)."""
+        with self._condition:
+            if block:
+                self._condition.wait_for(lambda: not self._has_item or self._closed)
+            if self._closed:
+                return False
+            if self._has_item:
+                self.dropped += 1
+            self._item, self._has_item = item, True
+            self._condition.notify_all()
+            return True
+
+    def take(self, timeout: float | None = None) -> Any:
+        with self._condition:
+            self._condition.wait_for(lambda: self._has_item or self._closed, timeout=timeout)
+            if not self._has_item:
+                return None
+            item, self._item, self._has_item = self._item, None, False
+            self._condition.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._condition:
+            return self._closed
+
+
+class _Stages:
+    """Adapts a detector to preprocess / invoke / postprocess calls.
+
+    Uses the detector's own split when it has one (``preprocess(image) -> inputs``, ``invoke(inputs) -> outputs``,
+    ``postprocess(outputs, image_shape) -> detections``); otherwise runs the whole ``detector(image)`` as "invoke".
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.split = all(callable(getattr(detector, name, None)) for name in ("preprocess", "invoke", "postprocess"))
+
+    def preprocess(self, image: np.ndarray) -> Any:
+        return self.detector.preprocess(image) if self.split else image
+
+    def invoke(self, inputs: Any) -> Any:
+        return self.detector.invoke(inputs) if self.split else self.detector(inputs)
+
+    def postprocess(self, outputs: Any, image_shape: tuple[int, ...]) -> Any:
+        return self.detector.postprocess(outputs, image_shape) if self.split else outputs
+
+
+class _Job:
+    __slots__ = ("frame", "inputs", "outputs", "stage_ms")
+
+    def __init__(self, frame: Frame, inputs: Any, stage_ms: dict[str, float]) -> None:
+        self.frame = frame
+        self.inputs = inputs
+        self.outputs: Any = None
+        self.stage_ms = stage_ms
+
+
+class Pipeline:
+    """Run ``detector`` on ``source`` and feed ``outputs`` until the source ends, ``max_frames`` results,
+    ``duration_s`` seconds or ``stop()``.
+
+    ``detector`` follows ``edge.Detector``: ``labels`` and either the preprocess/invoke/postprocess split or
+    ``detector(image RGB uint8) -> detections`` with ``boxes`` ``(K, 4)`` pixel ``xmin, ymin, xmax, ymax``,
+    ``scores``, ``class_ids``. ``evaluator`` (``edge.metrics.DetectionEvaluator``) is fed every frame that has
+    ground truth. ``status`` prints the live line; ``on_result`` is called after outputs (tests, benchmarks).
+    ``stop_event``: share it with a ``ReconnectingSource`` so stopping also ends its retries.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        detector: Any,
+        outputs: Sequence[Output] = (),
+        stats: PipelineStats | None = None,
+        max_frames: int | None = None,
+        duration_s: float | None = None,
+        evaluator: Any = None,
+        status: StatusPrinter | None = None,
+        temperature: Callable[[], float | None] | None = None,
+        on_result: Callable[[FrameResult], None] | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.detector = detector
+        self.stages = _Stages(detector)
+        self.labels = list(getattr(detector, "labels", []))
+        self.outputs = list(outputs)
+        self.stats = stats if stats is not None else PipelineStats()
+        self.max_frames = max_frames
+        self.duration_s = duration_s
+        self.evaluator = evaluator
+        self.status = status
+        self.temperature = temperature
+        self.on_result = on_result
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
+        self.finished_reason = ""
+        self._slot = LatestSlot()
+        self._results: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._errors: list[BaseException] = []
+        self._invoked = 0
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask all threads to finish (safe from signal handlers and other threads)."""
+        if not self.stop_event.is_set():
+            self.finished_reason = self.finished_reason or reason
+            self.stop_event.set()
+            self._slot.close()
+
+    def _fail(self, error: BaseException) -> None:
+        self._errors.append(error)
+        self.stop("error")
+
+    def _capture_loop(self) -> None:
+        block = not self.source.live
+        try:
+            while not self.stop_event.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    self.finished_reason = self.finished_reason or "source ended"
+                    break
+                start = time.perf_counter()
+                image = frame.inference_image if frame.inference_image is not None else frame.image
+                inputs = self.stages.preprocess(image)
+                job = _Job(frame, inputs, {"preprocess": (time.perf_counter() - start) * 1000.0})
+                if not self._slot.put(job, block=block):
+                    break
+                self.stats.set_dropped(self._slot.dropped)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run()
+            self._fail(exc)
+        finally:
+            self._slot.close()
+
+    def _inference_loop(self) -> None:
+        try:
+            while True:
+                if self.max_frames is not None and self._invoked >= self.max_frames:
+                    self.stop("frame limit")
+                    break
+                start = time.perf_counter()
+                job = self._slot.take(timeout=0.5)
+                if job is None:
+                    if self._slot.closed:
+                        break
+                    continue
+                job.stage_ms["wait"] = (time.perf_counter() - start) * 1000.0
+                start = time.perf_counter()
+                job.outputs = self.stages.invoke(job.inputs)
+                job.stage_ms["invoke"] = (time.perf_counter() - start) * 1000.0
+                job.inputs = None
+                self._invoked += 1
+                self._results.put(job)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run()
+            self._fail(exc)
+        finally:
+            self._results.put(_END)
+
+    def _output_loop(self) -> None:
+        try:
+            while True:
+                job = self._results.get()
+                if job is _END:
+                    break
+                self._finish(job)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run()
+            self._fail(exc)
+            while self._results.get() is not _END:  # unblock the inference thread
+                pass
+
+    def _finish(self, job: _Job) -> None:
+        frame = job.frame
+        start = time.perf_counter()
+        inference_image = frame.inference_image if frame.inference_image is not None else frame.image
+        detections = self.stages.postprocess(job.outputs, inference_image.shape)
+        boxes = np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(detections.scores, dtype=np.float32).reshape(-1)
+        class_ids = np.asarray(detections.class_ids).reshape(-1)
+        if frame.inference_image is not None:
+            scale_x = frame.image.shape[1] / inference_image.shape[1]
+            scale_y = frame.image.shape[0] / inference_image.shape[0]
+            boxes = boxes * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+        if not self.labels:
+            self.labels = list(getattr(detections, "labels", []))
+        job.stage_ms["postprocess"] = (time.perf_counter() - start) * 1000.0
+        result = FrameResult(
+            index=frame.index,
+            image=frame.image,
+            boxes=boxes,
+            scores=scores,
+            class_ids=class_ids,
+            labels=self.labels,
+            capture_time=frame.timestamp,
+            wall_time=time.time(),
+            stage_ms=job.stage_ms,
+            fps=self.stats.fps(),
+        )
+        start = time.perf_counter()
+        for output in self.outputs:
+            output.write(result)
+        job.stage_ms["output"] = (time.perf_counter() - start) * 1000.0
+        if self.evaluator is not None and frame.ground_truth is not None:
+            from edge.boxes import pixels_to_normalized
+
+            height, width = frame.image.shape[:2]
+            self.evaluator.add(
+                pixels_to_normalized(boxes, height, width),
+                scores,
+                class_ids,
+                frame.ground_truth.boxes,
+                frame.ground_truth.class_ids,
+            )
+        self.stats.record(job.stage_ms, (time.monotonic() - frame.timestamp) * 1000.0)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def run(self) -> dict[str, Any]:
+        """Run to completion in background threads, printing status from this one; returns ``stats.summary()``.
+
+        Ctrl-C (KeyboardInterrupt) stops cleanly. Errors from the worker threads are re-raised here.
+        """
+        self.stats.started = time.monotonic()
+        for output in self.outputs:
+            output.open()
+        threads = [
+            threading.Thread(target=self._capture_loop, name="edge-capture", daemon=True),
+            threading.Thread(target=self._inference_loop, name="edge-inference", daemon=True),
+            threading.Thread(target=self._output_loop, name="edge-output", daemon=True),
+        ]
+        try:
+            self.source.open()
+            for thread in threads:
+                thread.start()
+            temperature, temperature_at = None, 0.0
+            while any(thread.is_alive() for thread in threads[1:]):
+                threads[2].join(timeout=0.1)
+                if self.duration_s is not None and self.stats.elapsed_s() >= self.duration_s:
+                    self.stop("duration limit")
+                if self.status is not None:
+                    if self.temperature is not None and time.monotonic() - temperature_at > 2.0:
+                        temperature, temperature_at = self.temperature(), time.monotonic()
+                    self.status.maybe_print(temperature)
+        except KeyboardInterrupt:
+            self.stop("interrupted")
+            for thread in threads[1:]:
+                thread.join(timeout=10.0)
+        finally:
+            self.stop(self.finished_reason or "finished")
+            if threads[0].ident is not None:
+                threads[0].join(timeout=5.0)
+            self.source.close()
+            for output in self.outputs:
+                try:
+                    output.close()
+                except Exception:  # noqa: BLE001 - closing must not hide the run's result
+                    logger.exception("closing output %s failed", output.name)
+            if self.status is not None:
+                self.status.finish()
+        if self._errors:
+            raise self._errors[0]
+        self.stats.set_dropped(self._slot.dropped)
+        return self.stats.summary()
+
+    def report(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """JSON-ready run report: measurements, source, finish reason, host facts and mAP@0.5 when evaluated."""
+        from edge import system
+
+        report: dict[str, Any] = {
+            "finished": self.finished_reason or "running",
+            "source": self.source.describe(),
+            **self.stats.summary(),
+            "system": system.snapshot(),
+        }
+        if self.evaluator is not None:
+            metrics = self.evaluator.result()
+            value = metrics.get("map")
+            report["accuracy"] = {
+                "map50": None if value is None or value != value else round(float(value), 4),
+                "per_class_ap50": dict(
+                    zip(
+                        self.labels or [str(i) for i in range(len(metrics["per_class_ap"]))],
+                        metrics["per_class_ap"],
+                        strict=False,
+                    )
+                ),
+                "num_images": metrics.get("num_images"),
+                "note": "vs the synthetic camera's ground truth",
+            }
+        if extra:
+            report.update(extra)
+        return report

@@ -1,0 +1,90 @@
+"""Host facts for reports: CPU temperature, Raspberry Pi throttling flags, emulation (qemu) detection.
+
+Every probe returns ``None`` plus a note when the facility is absent (a desktop has no ``vcgencmd``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+CPUINFO = Path("/proc/cpuinfo")
+
+THROTTLE_BITS: dict[int, str] = {
+    0: "under_voltage",
+    1: "arm_frequency_capped",
+    2: "currently_throttled",
+    3: "soft_temperature_limit",
+    16: "under_voltage_occurred",
+    17: "arm_frequency_capping_occurred",
+    18: "throttling_occurred",
+    19: "soft_temperature_limit_occurred",
+}
+
+
+def cpu_temperature_c(path: Path = THERMAL_ZONE) -> float | None:
+    """CPU temperature in degrees Celsius from sysfs (millidegrees in the file), ``None`` when unreadable."""
+    try:
+        return int(path.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+def parse_throttled(text: str) -> dict[str, Any]:
+    """Parse ``vcgencmd get_throttled`` output (``throttled=0x50005``) into ``{"raw": int, flag: bool, ...}``."""
+    _, _, value = text.strip().partition("=")
+    try:
+        raw = int(value, 16)
+    except ValueError as exc:
+        raise ValueError(f"vcgencmd get_throttled: expected 'throttled=0x...', got {text.strip()!r}") from exc
+    flags: dict[str, Any] = {"raw": raw}
+    flags.update({name: bool(raw >> bit & 1) for bit, name in THROTTLE_BITS.items()})
+    return flags
+
+
+def throttling() -> dict[str, Any] | None:
+    """Throttling flags from ``vcgencmd get_throttled`` when the tool exists, else ``None``."""
+    tool = shutil.which("vcgencmd")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=2, check=True)
+        return parse_throttled(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def is_emulated(cpuinfo: Path = CPUINFO) -> bool:
+    """True under qemu (``EDGE_EMULATED=1`` or a QEMU CPU in ``/proc/cpuinfo``)."""
+    if os.environ.get("EDGE_EMULATED", "") not in ("", "0"):
+        return True
+    try:
+        text = cpuinfo.read_text(errors="replace").lower()
+    except OSError:
+        return False
+    return "qemu" in text
+
+
+def snapshot() -> dict[str, Any]:
+    """One JSON-ready dict of host facts; absent probes are ``null`` with an entry in ``notes``."""
+    temperature = cpu_temperature_c()
+    throttled = throttling()
+    notes = []
+    if temperature is None:
+        notes.append(f"cpu_temperature_c: {THERMAL_ZONE} not readable on this host")
+    if throttled is None:
+        notes.append("throttled: vcgencmd not available (not a Raspberry Pi OS host)")
+    return {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_temperature_c": temperature,
+        "throttled": throttled,
+        "emulated": is_emulated(),
+        "notes": notes,
+    }

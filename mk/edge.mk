@@ -1,0 +1,14 @@
+# Edge runtime targets (included by the Makefile; PY, STAMP, VENV come from there).
+MODEL ?= models/demo_int8.tflite
+SOURCE ?= synthetic
+ARGS ?=
+
+.PHONY: run bench-pipeline soak
+run: $(STAMP)  ## run MODEL on SOURCE (default: demo model, synthetic camera) with live stats; ARGS=... for more flags
+	$(PY) -m edge run --model $(MODEL) --source $(SOURCE) $(ARGS)
+
+bench-pipeline: $(STAMP)  ## interpreter-only vs end-to-end FPS on an unpaced synthetic source (bench/results/)
+	$(PY) scripts/bench_pipeline.py --model $(MODEL)
+
+soak: $(STAMP)  ## 10,000 frames through the pipeline, RSS growth after warm-up (bench/results/)
+	$(PY) scripts/soak.py --model $(MODEL)

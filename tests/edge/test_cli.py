@@ -1,0 +1,212 @@
+"""``python -m edge`` in subprocesses: errors, a real run with JSONL + report (mAP), SIGTERM, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# Runs a command with TensorFlow and Keras made unimportable (as on a Pi).
+NO_TF = (
+    "import sys, runpy\n"
+    "for name in ('tensorflow', 'keras', 'tf_keras'):\n"
+    "    sys.modules[name] = None\n"
+    "sys.argv = ['edge'] + sys.argv[1:]\n"
+    "runpy.run_module('edge', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", NO_TF, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=ENV
+    )
+
+
+def _error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "expected an error message on stderr"
+    return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 .tflite of an untrained alpha=0.25, 96x96 SSD with edge metadata (built with TF, ~15 s)."""
+    pytest.importorskip("edge.detector", reason="edge.detector (engineer E) not available yet")
+    pytest.importorskip("tensorflow", reason="building the test model needs TensorFlow")
+    path = tmp_path_factory.mktemp("model") / "tiny.tflite"
+    script = (
+        "from train.config import ModelConfig\n"
+        "from train.model import build_ssd\n"
+        "from convert.converter import convert\n"
+        "config = ModelConfig(alpha=0.25, input_size=(96, 96), num_classes=4)\n"
+        "data = convert(build_ssd(config), config, ['circle', 'triangle', 'square', 'star'], quant='float32')\n"
+        f"open({str(path)!r}, 'wb').write(data)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT, env=ENV
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path
+
+
+def test_edge_package_imports_without_tensorflow() -> None:
+    modules = [
+        "edge.sources",
+        "edge.outputs",
+        "edge.mjpeg",
+        "edge.pipeline",
+        "edge.stats",
+        "edge.system",
+        "edge.cli",
+        "edge.metrics",
+        "edge.shapes",
+        "edge.metadata",
+        "edge.postprocess",
+    ]
+    if (ROOT / "edge" / "detector.py").exists():
+        modules.append("edge.detector")
+    script = (
+        "import sys\n"
+        "for name in ('tensorflow', 'keras'):\n"
+        "    sys.modules[name] = None\n"
+        f"import importlib\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+        "assert not any(k.split('.')[0] in ('tensorflow', 'keras', 'train', 'convert') "
+        "for k, v in sys.modules.items() if v is not None), 'edge imported TF/keras/train/convert'\n"
+        "from edge.sources import SyntheticSource\n"
+        "with SyntheticSource((64, 48), paced=False, num_frames=2) as s:\n"
+        "    assert s.read().ground_truth is not None\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, env=ENV
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_missing_default_model_is_one_clear_line(tmp_path: Path) -> None:
+    result = _edge("run", "--model", str(tmp_path / "nope.tflite"), "--frames", "1")
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line.startswith("edge: error: --model") and "nope.tflite: file not found" in line
+
+
+def test_unknown_source_lists_valid_kinds() -> None:
+    result = _edge("run", "--source", "webcam-please", "--frames", "1")
+    assert result.returncode == 2
+    assert "valid: synthetic, picamera2" in _error_line(result)
+
+
+def test_bad_resolution_and_frames() -> None:
+    assert "WIDTHxHEIGHT" in _error_line(_edge("run", "--resolution", "big", "--frames", "1"))
+    assert "--frames: expected >= 1" in _error_line(_edge("run", "--frames", "0"))
+
+
+def test_info_on_corrupt_model(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    result = _edge("info", "--model", str(bad))
+    assert result.returncode == 2
+    assert _error_line(result).startswith(f"edge: error: --model {bad}")
+
+
+def test_info_prints_metadata(tiny_model: Path) -> None:
+    result = _edge("info", "--model", str(tiny_model))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["metadata"]["labels"] == ["circle", "triangle", "square", "star"]
+
+
+def test_run_corrupt_model_is_one_clear_line(tmp_path: Path) -> None:
+    pytest.importorskip("edge.detector", reason="edge.detector (engineer E) not available yet")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"TFL3" * 16)
+    result = _edge("run", "--model", str(bad), "--frames", "1")
+    assert result.returncode != 0
+    assert _error_line(result).startswith("edge: error:")
+
+
+def test_run_synthetic_writes_jsonl_and_report(tiny_model: Path, tmp_path: Path) -> None:
+    jsonl, report_path = tmp_path / "frames.jsonl", tmp_path / "report.json"
+    result = _edge(
+        "run",
+        "--model",
+        str(tiny_model),
+        "--frames",
+        "6",
+        "--unpaced",
+        "--resolution",
+        "160x120",
+        "--score-threshold",
+        "0.01",
+        "--jsonl",
+        str(jsonl),
+        "--report",
+        str(report_path),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(6))
+    for line in lines:
+        for det in line["detections"]:
+            assert det["label"] in ("circle", "triangle", "square", "star")
+            assert 0.01 <= det["score"] <= 1.0 and len(det["box"]) == 4
+        assert line["stage_ms"]["invoke"] > 0
+    report = json.loads(report_path.read_text())
+    assert report["frames"] == 6 and report["finished"] == "frame limit"
+    assert report["source"]["kind"] == "synthetic"
+    assert report["accuracy"]["num_images"] == 6
+    assert report["accuracy"]["map50"] is None or 0.0 <= report["accuracy"]["map50"] <= 1.0
+    assert report["stages_ms"]["invoke"]["p50"] > 0 and report["end_to_end_ms"]["p99"] > 0
+    assert isinstance(report["system"]["emulated"], bool)
+
+
+def test_sigterm_writes_the_report(tiny_model: Path, tmp_path: Path) -> None:
+    jsonl, report_path = tmp_path / "frames.jsonl", tmp_path / "report.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            NO_TF,
+            "run",
+            "--model",
+            str(tiny_model),
+            "--resolution",
+            "160x120",
+            "--fps",
+            "20",
+            "--jsonl",
+            str(jsonl),
+            "--report",
+            str(report_path),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["finished"] == "signal SIGTERM"
+    assert report["frames"] >= 3

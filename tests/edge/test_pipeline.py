@@ -1,0 +1,250 @@
+"""The threaded loop with stand-in detectors: overlap, newest frame, finite sources, mAP wiring, stats, report."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import sources
+from edge.boxes import normalized_to_pixels
+from edge.metrics import DetectionEvaluator
+from edge.outputs import FrameResult, JsonlOutput
+from edge.pipeline import LatestSlot, Pipeline
+from edge.stats import STAGES, PipelineStats, RingBuffer, StatusPrinter, write_report
+
+LABELS = ["circle", "triangle", "square", "star"]
+
+
+def _detections(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> types.SimpleNamespace:
+    return types.SimpleNamespace(boxes=boxes, scores=scores, class_ids=class_ids, labels=LABELS)
+
+
+class TimedDetector:
+    """Stand-in with the preprocess / invoke / postprocess split; records when each stage ran."""
+
+    labels = LABELS
+
+    def __init__(self, preprocess_s: float = 0.0, invoke_s: float = 0.0, postprocess_s: float = 0.0) -> None:
+        self.delays = {"preprocess": preprocess_s, "invoke": invoke_s, "postprocess": postprocess_s}
+        self.intervals: dict[str, list[tuple[float, float]]] = {name: [] for name in self.delays}
+        self.lock = threading.Lock()
+
+    def _stage(self, name: str) -> None:
+        start = time.perf_counter()
+        time.sleep(self.delays[name])
+        with self.lock:
+            self.intervals[name].append((start, time.perf_counter()))
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        self._stage("preprocess")
+        return image[::2, ::2]
+
+    def invoke(self, inputs: np.ndarray) -> float:
+        self._stage("invoke")
+        return float(inputs.mean())
+
+    def postprocess(self, outputs: float, image_shape: tuple[int, ...]) -> types.SimpleNamespace:
+        self._stage("postprocess")
+        height, width = image_shape[:2]
+        return _detections(
+            np.array([[0, 0, width / 2, height / 2]], np.float32), np.array([0.8], np.float32), np.array([1])
+        )
+
+
+class OracleDetector:
+    """Returns the synthetic camera's own ground truth (looked up by image identity) as pixel boxes."""
+
+    labels = LABELS
+
+    def __init__(self) -> None:
+        self.truth: dict[int, sources.GroundTruth] = {}
+
+    def __call__(self, image: np.ndarray) -> types.SimpleNamespace:
+        gt = self.truth[id(image)]
+        height, width = image.shape[:2]
+        boxes = normalized_to_pixels(gt.boxes, height, width)
+        return _detections(boxes, np.ones(len(boxes), np.float32), gt.class_ids)
+
+
+class RecordingSynthetic(sources.SyntheticSource):
+    def __init__(self, oracle: OracleDetector, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.oracle = oracle
+
+    def _read(self):
+        frame = super()._read()
+        if frame is not None:
+            self.oracle.truth[id(frame.image)] = frame.ground_truth
+        return frame
+
+
+def _overlaps(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> int:
+    return sum(1 for s0, e0 in a for s1, e1 in b if s0 < e1 and s1 < e0)
+
+
+def test_latest_slot_keeps_newest_and_counts_drops() -> None:
+    slot = LatestSlot()
+    for k in range(5):
+        slot.put(k)
+    assert slot.take(timeout=0) == 4
+    assert slot.dropped == 4
+    assert slot.take(timeout=0.01) is None
+    slot.close()
+    assert slot.put(9) is False and slot.take() is None
+
+
+def test_latest_slot_blocking_put_waits_for_consumer() -> None:
+    slot = LatestSlot()
+    slot.put(1, block=True)
+    taken = []
+    consumer = threading.Thread(target=lambda: (time.sleep(0.05), taken.append(slot.take())))
+    consumer.start()
+    slot.put(2, block=True)
+    consumer.join()
+    assert taken == [1] and slot.take() == 2 and slot.dropped == 0
+
+
+def test_stages_overlap_the_interpreter() -> None:
+    detector = TimedDetector(preprocess_s=0.01, invoke_s=0.01, postprocess_s=0.01)
+    source = sources.SyntheticSource((64, 48), paced=False, num_frames=20)
+    summary = Pipeline(source, detector).run()
+    assert summary["frames"] == 20 and summary["dropped_frames"] == 0
+    assert _overlaps(detector.intervals["preprocess"], detector.intervals["invoke"]) > 0
+    assert _overlaps(detector.intervals["postprocess"], detector.intervals["invoke"]) > 0
+
+
+def test_live_source_always_runs_on_the_newest_frame() -> None:
+    detector = TimedDetector(invoke_s=0.1)
+    source = sources.SyntheticSource((64, 48), fps=200.0, paced=True)
+    results: list[FrameResult] = []
+    latencies: list[float] = []
+
+    def on_result(result: FrameResult) -> None:
+        results.append(result)
+        latencies.append(time.monotonic() - result.capture_time)
+
+    pipeline = Pipeline(source, detector, max_frames=8, on_result=on_result)
+    summary = pipeline.run()
+    indices = [r.index for r in results]
+    assert len(results) == 8 and indices == sorted(indices)
+    assert summary["dropped_frames"] > 0, "a slow interpreter on a fast camera must drop frames, not queue them"
+    assert max(np.diff(indices)) > 1
+    assert pipeline.finished_reason == "frame limit"
+    # a growing queue would make the 8th frame ~0.7 s stale; the newest-frame slot keeps it near one invoke
+    assert max(latencies[1:]) < 0.4, latencies
+
+
+def test_finite_source_processes_every_frame(tmp_path: Path) -> None:
+    import cv2
+
+    for k in range(7):
+        cv2.imwrite(str(tmp_path / f"{k:02d}.png"), np.full((20 + k, 30, 3), k * 30, np.uint8))
+    results: list[FrameResult] = []
+    pipeline = Pipeline(sources.open_source(str(tmp_path)), TimedDetector(invoke_s=0.01), on_result=results.append)
+    summary = pipeline.run()
+    assert [r.index for r in results] == list(range(7))
+    assert [r.image.shape[0] for r in results] == [20 + k for k in range(7)]
+    assert summary["dropped_frames"] == 0
+    assert pipeline.finished_reason == "source ended"
+
+
+def test_synthetic_ground_truth_gives_perfect_map_for_an_oracle() -> None:
+    oracle = OracleDetector()
+    source = RecordingSynthetic(oracle, resolution=(96, 64), paced=False, num_frames=6)
+    evaluator = DetectionEvaluator(num_classes=len(LABELS))
+    pipeline = Pipeline(source, oracle, evaluator=evaluator)
+    pipeline.run()
+    report = pipeline.report()
+    assert report["accuracy"]["num_images"] == 6
+    assert report["accuracy"]["map50"] == pytest.approx(1.0)
+    assert set(report["accuracy"]["per_class_ap50"]) == set(LABELS)
+
+
+def test_lores_detections_are_scaled_to_the_main_frame() -> None:
+    class Lores(sources.FrameSource):
+        live = False
+
+        def _open(self) -> None:
+            self.left = 2
+
+        def _read(self):
+            if not self.left:
+                return None
+            self.left -= 1
+            return sources.Frame(
+                np.zeros((200, 400, 3), np.uint8), time.monotonic(), 0, inference_image=np.zeros((50, 100, 3), np.uint8)
+            )
+
+        def _close(self) -> None:
+            pass
+
+    results: list[FrameResult] = []
+    Pipeline(Lores("lores"), TimedDetector(), on_result=results.append).run()
+    assert len(results) == 2
+    assert results[0].boxes.tolist() == [[0.0, 0.0, 200.0, 100.0]]  # (50x25 on 100x50) x 4
+
+
+def test_stats_report_and_jsonl_from_a_run(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    stats = PipelineStats()
+    jsonl = tmp_path / "frames.jsonl"
+    pipeline = Pipeline(
+        sources.SyntheticSource((64, 48), paced=False, num_frames=12),
+        TimedDetector(invoke_s=0.002),
+        [JsonlOutput(jsonl)],
+        stats=stats,
+        status=StatusPrinter(stats, stream=stream, interval_s=0.0),
+        temperature=lambda: 51.0,
+    )
+    summary = pipeline.run()
+    assert summary["frames"] == 12
+    for stage in STAGES:
+        assert summary["stages_ms"][stage]["p50"] is not None, stage
+    assert summary["stages_ms"]["invoke"]["p50"] >= 2.0
+    e2e = summary["end_to_end_ms"]
+    assert e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
+    assert "\r" in stream.getvalue() and "fps" in stream.getvalue() and "51C" in stream.getvalue()
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(12))
+    assert set(lines[0]["stage_ms"]) == {"wait", "preprocess", "invoke", "postprocess"}
+    path = write_report(tmp_path / "report.json", pipeline.report({"model": {"path": "x"}}))
+    report = json.loads(path.read_text())
+    assert report["finished"] == "source ended" and report["frames"] == 12
+    assert report["source"]["kind"] == "synthetic" and report["model"] == {"path": "x"}
+    assert "emulated" in report["system"] and "cpu_temperature_c" in report["system"]
+
+
+def test_duration_limit_and_stop() -> None:
+    pipeline = Pipeline(sources.SyntheticSource((32, 32), fps=100.0), TimedDetector(), duration_s=0.3)
+    summary = pipeline.run()
+    assert pipeline.finished_reason == "duration limit"
+    assert summary["frames"] > 0
+
+
+def test_detector_errors_are_raised_from_run() -> None:
+    class Broken:
+        labels = LABELS
+
+        def __call__(self, image: np.ndarray):
+            raise RuntimeError("interpreter exploded")
+
+    with pytest.raises(RuntimeError, match="interpreter exploded"):
+        Pipeline(sources.SyntheticSource((32, 32), paced=False, num_frames=50), Broken()).run()
+
+
+def test_ring_buffer_memory_is_bounded_and_percentiles_correct() -> None:
+    buffer = RingBuffer(capacity=100)
+    for value in range(1000):
+        buffer.add(float(value))
+    assert buffer.values().size == 100 and buffer.count == 1000
+    summary = buffer.summary()
+    assert summary["mean"] == pytest.approx(499.5)
+    assert summary["p50"] == pytest.approx(949.5) and summary["max"] == 999.0
+    assert RingBuffer().summary()["p95"] is None

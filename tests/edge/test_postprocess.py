@@ -1,0 +1,197 @@
+"""decode_and_nms / nms: hand-built cases and parity with per-class tf.image.non_max_suppression."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from edge.anchors import generate_anchors
+from edge.boxes import corners_to_center, decode_boxes, encode_boxes, iou_matrix
+from edge.postprocess import decode_and_nms, nms
+
+
+def _outputs(boxes: list[list[float]], class_probs: list[dict[int, float]]) -> tuple[np.ndarray, ...]:
+    """Model outputs whose decoded boxes are exactly ``boxes`` (anchors = the boxes, zero deltas).
+
+    ``class_probs[i]`` maps 0-based class id -> score for anchor ``i``; 3 classes + background.
+    """
+    corners = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    anchors = corners_to_center(corners).astype(np.float32)
+    deltas = np.zeros_like(anchors)
+    scores = np.zeros((len(corners), 4), dtype=np.float32)
+    for i, probs in enumerate(class_probs):
+        for class_id, p in probs.items():
+            scores[i, class_id + 1] = p
+        scores[i, 0] = max(0.0, 1.0 - sum(probs.values()))
+    return deltas, scores, anchors
+
+
+def test_overlapping_same_class_suppressed_best_first():
+    deltas, scores, anchors = _outputs(
+        [[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5], [0.6, 0.6, 0.9, 0.9]],
+        [{0: 0.7}, {0: 0.9}, {0: 0.8}],
+    )
+    boxes, out_scores, class_ids = decode_and_nms(deltas, scores, anchors)
+    np.testing.assert_allclose(out_scores, [0.9, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(boxes, [[0.12, 0.1, 0.52, 0.5], [0.6, 0.6, 0.9, 0.9]], atol=1e-6)
+    assert class_ids.tolist() == [0, 0]
+    assert boxes.dtype == np.float32 and out_scores.dtype == np.float32 and class_ids.dtype == np.int32
+
+
+def test_different_classes_are_not_suppressed_and_multilabel_anchor():
+    deltas, scores, anchors = _outputs(
+        [[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5]],
+        [{1: 0.9}, {2: 0.8}, {0: 0.45, 1: 0.05}],
+    )
+    # the same anchor above threshold for two classes keeps both
+    scores[2] = [0.0, 0.6, 0.0, 0.7]
+    _, out_scores, class_ids = decode_and_nms(deltas, scores, anchors)
+    assert class_ids.tolist() == [1, 2, 0]
+    np.testing.assert_allclose(out_scores, [0.9, 0.8, 0.6], rtol=1e-6)
+
+
+def test_score_threshold_is_strict():
+    deltas, scores, anchors = _outputs(
+        [[0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.7, 0.7], [0.3, 0.0, 0.4, 0.1]],
+        [{0: 0.5}, {1: 0.51}, {2: 0.3}],
+    )
+    _, out_scores, class_ids = decode_and_nms(deltas, scores, anchors, score_threshold=0.5)
+    assert class_ids.tolist() == [1]
+    _, out_scores, class_ids = decode_and_nms(deltas, scores, anchors, score_threshold=0.25)
+    assert class_ids.tolist() == [1, 0, 2]
+
+
+def test_iou_threshold():
+    a = [0.0, 0.0, 0.4, 0.4]
+    b = [0.0, 0.2, 0.4, 0.6]  # IoU with a = 1/3
+    iou = float(iou_matrix(np.array([a]), np.array([b]))[0, 0])
+    assert iou == pytest.approx(1 / 3, abs=1e-6)
+    deltas, scores, anchors = _outputs([a, b], [{0: 0.9}, {0: 0.8}])
+    assert len(decode_and_nms(deltas, scores, anchors, iou_threshold=0.3)[0]) == 1
+    assert len(decode_and_nms(deltas, scores, anchors, iou_threshold=0.34)[0]) == 2
+
+
+def test_empty_inputs():
+    for boxes, scores, class_ids in (
+        decode_and_nms(np.zeros((0, 4)), np.zeros((0, 5)), np.zeros((0, 4))),
+        decode_and_nms(*_outputs([[0.1, 0.1, 0.2, 0.2]], [{0: 0.1}])),
+    ):
+        assert boxes.shape == (0, 4) and boxes.dtype == np.float32
+        assert scores.shape == (0,) and scores.dtype == np.float32
+        assert class_ids.shape == (0,) and class_ids.dtype == np.int32
+
+
+def test_max_detections_keeps_the_best():
+    rng = np.random.default_rng(0)
+    corners = [[y, x, y + 0.05, x + 0.05] for y in np.arange(0, 0.9, 0.1) for x in np.arange(0, 0.9, 0.1)]
+    probs = [{int(rng.integers(3)): float(p)} for p in rng.uniform(0.6, 0.99, len(corners))]
+    deltas, scores, anchors = _outputs(corners, probs)
+    _, all_scores, _ = decode_and_nms(deltas, scores, anchors, max_detections=1000)
+    assert len(all_scores) == len(corners)
+    _, top_scores, _ = decode_and_nms(deltas, scores, anchors, max_detections=7)
+    np.testing.assert_array_equal(top_scores, np.sort(all_scores)[::-1][:7])
+    assert len(decode_and_nms(deltas, scores, anchors, max_detections=0)[0]) == 0
+
+
+def test_boxes_clipped_and_huge_deltas_finite():
+    anchors = np.array([[0.05, 0.95, 0.3, 0.3], [0.5, 0.5, 0.1, 0.1]], dtype=np.float32)
+    deltas = np.array([[0.0, 0.0, 0.0, 0.0], [1e4, -1e4, 1e6, 1e30]], dtype=np.float32)
+    scores = np.array([[0.1, 0.9, 0.0], [0.2, 0.0, 0.8]], dtype=np.float32)
+    boxes, _, class_ids = decode_and_nms(deltas, scores, anchors)
+    assert np.isfinite(boxes).all()
+    assert boxes.min() >= 0.0 and boxes.max() <= 1.0
+    np.testing.assert_allclose(boxes[0], [0.0, 0.8, 0.2, 1.0], atol=1e-6)
+    assert class_ids.tolist() == [0, 1]
+
+
+def test_shape_errors_name_the_argument():
+    with pytest.raises(ValueError, match="box_deltas"):
+        decode_and_nms(np.zeros((3, 3)), np.zeros((3, 2)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="anchors"):
+        decode_and_nms(np.zeros((3, 4)), np.zeros((3, 2)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="class_scores"):
+        decode_and_nms(np.zeros((3, 4)), np.zeros((3,)), np.zeros((3, 4)))
+
+
+def test_nms_primitive():
+    boxes = np.array([[0, 0, 1, 1], [0, 0, 0.9, 1], [0, 2, 1, 3], [0, 0, 1, 1]], dtype=np.float32)
+    scores = np.array([0.5, 0.9, 0.7, 0.5], dtype=np.float32)
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
+    assert nms(boxes, scores, 0.95).tolist() == [1, 2, 0]  # equal boxes/scores: lower index wins
+    assert nms(boxes, scores, 0.95, max_output=2).tolist() == [1, 2]
+    assert nms(np.zeros((0, 4)), np.zeros((0,))).shape == (0,)
+
+
+def _greedy_reference(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    keep: list[int] = []
+    for i in order:
+        if all(iou_matrix(boxes[i : i + 1], boxes[k : k + 1])[0, 0] <= threshold for k in keep):
+            keep.append(i)
+    return keep
+
+
+def test_nms_matches_plain_greedy_on_random_boxes():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(1, 60))
+        corners = rng.uniform(0, 1, (n, 2))
+        boxes = np.concatenate([corners, corners + rng.uniform(0, 0.4, (n, 2))], axis=1).astype(np.float32)
+        scores = rng.choice(np.linspace(0, 1, 7), n).astype(np.float32)  # with ties
+        threshold = float(rng.uniform(0.1, 0.8))
+        assert nms(boxes, scores, threshold, max_output=1000).tolist() == _greedy_reference(boxes, scores, threshold)
+
+
+def _realistic_outputs(seed: int, num_classes: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SSD300-like outputs: background everywhere, clusters of confident anchors around ~10 objects."""
+    rng = np.random.default_rng(seed)
+    anchors = generate_anchors(300)
+    n = anchors.shape[0]
+    centers = rng.uniform(0.15, 0.85, (10, 2))
+    sizes = rng.uniform(0.08, 0.5, (10, 2))
+    gt = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1).clip(0, 1).astype(np.float32)
+    gt_classes = rng.integers(1, 4, 10)  # few classes: several objects per class
+    iou = iou_matrix(decode_boxes(np.zeros_like(anchors), anchors), gt)
+    best, best_iou = iou.argmax(1), iou.max(1)
+    logits = rng.normal(0, 1, (n, num_classes + 1)).astype(np.float32)
+    logits[:, 0] += 6
+    rows = np.flatnonzero(best_iou > 0.3)
+    logits[rows, gt_classes[best[rows]]] += 6 + 15 * (best_iou[rows] - 0.5) + rng.normal(0, 1, rows.size)
+    scores = np.exp(logits - logits.max(1, keepdims=True))
+    scores /= scores.sum(1, keepdims=True)
+    deltas = rng.normal(0, 0.5, (n, 4)).astype(np.float32)
+    deltas[rows] = encode_boxes(gt[best[rows]] + rng.normal(0, 0.03, (rows.size, 4)), anchors[rows])
+    return deltas, scores.astype(np.float32), anchors
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+@pytest.mark.parametrize("seed", range(4))
+def test_parity_with_tf_per_class_nms(seed):
+    import tensorflow as tf
+
+    deltas, scores, anchors = _realistic_outputs(seed)
+    score_threshold, iou_threshold = 0.3, 0.45
+    boxes_all = decode_boxes(deltas, anchors).clip(0, 1)
+    expected = []
+    for class_index in range(1, scores.shape[1]):
+        rows = np.flatnonzero(scores[:, class_index] > score_threshold)
+        if not rows.size:
+            continue
+        kept = tf.image.non_max_suppression(
+            boxes_all[rows], scores[rows, class_index], rows.size, iou_threshold, score_threshold
+        ).numpy()
+        expected += [(class_index - 1, float(scores[r, class_index]), *boxes_all[r]) for r in rows[kept]]
+    expected.sort(key=lambda row: -row[1])
+    candidates = int((scores[:, 1:] > score_threshold).sum())
+    assert 20 < candidates < 400, "the generator should give a realistic, un-truncated candidate count"
+
+    boxes, out_scores, class_ids = decode_and_nms(
+        deltas, scores, anchors, score_threshold, iou_threshold, max_detections=1000
+    )
+    assert len(expected) > 5
+    ours = sorted(zip(class_ids.tolist(), out_scores.tolist(), *boxes.T.tolist(), strict=True), key=lambda r: r[:2])
+    assert len(ours) == len(expected)
+    np.testing.assert_allclose(np.array(ours), np.array(sorted(expected, key=lambda r: r[:2])), atol=1e-6)
+    assert np.all(np.diff(out_scores) <= 0)

@@ -1,0 +1,237 @@
+"""The built-in synthetic detection dataset, written in Pascal VOC layout.
+
+``python -m train.synthetic --out DIR --num-images N --seed S`` writes::
+
+    DIR/JPEGImages/000000.jpg            RGB scenes from ``edge.shapes``
+    DIR/Annotations/000000.xml           VOC XML, bndbox in 1-based inclusive pixel coordinates
+    DIR/ImageSets/Main/train.txt|val.txt image ids, one per line
+    DIR/labels.txt                       class names, one per line (``edge.shapes.CLASS_NAMES``)
+    DIR/synthetic.json                   the arguments it was made with (written last)
+
+Image ``i`` is drawn from its own RNG seeded by ``(seed, i)``, so the same arguments give
+byte-identical annotations (and images), and any image can be regenerated alone.
+A visible-pixel box ``[x0, x1)`` in 0-based pixel edges is written as ``xmin = x0 + 1``,
+``xmax = x1`` (VOC's 1-based inclusive convention), so ``train.datasets`` reads it back exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge.shapes import CLASS_NAMES, Scene, generate_scene
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JPEG_QUALITY = 92
+FORMAT_VERSION = 1
+"""Bumped whenever the generator's output changes for the same arguments (invalidates existing datasets)."""
+
+
+def image_id(index: int) -> str:
+    return f"{index:06d}"
+
+
+def scene_for_index(seed: int, index: int, height: int, width: int, max_objects: int = 6) -> Scene:
+    """The scene of image ``index`` for ``seed`` (its RNG is seeded by ``(seed, index)``)."""
+    rng = np.random.default_rng([seed, index])
+    return generate_scene(rng, height, width, max_objects=max_objects)
+
+
+def split_ids(num_images: int, seed: int, val_fraction: float) -> tuple[list[str], list[str]]:
+    """Deterministic ``(train_ids, val_ids)``, each sorted; ``round(num_images * val_fraction)`` go to val."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    num_val = round(num_images * val_fraction)
+    if num_images >= 2 and val_fraction > 0:
+        num_val = min(max(num_val, 1), num_images - 1)
+    order = np.random.default_rng([seed, num_images, 7]).permutation(num_images)
+    val = set(order[:num_val].tolist())
+    train_ids = [image_id(i) for i in range(num_images) if i not in val]
+    val_ids = [image_id(i) for i in range(num_images) if i in val]
+    return train_ids, val_ids
+
+
+def voc_annotation(filename: str, scene: Scene) -> bytes:
+    """Standard Pascal VOC annotation XML (UTF-8 bytes) for ``scene``."""
+    height, width, depth = scene.image.shape
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = filename
+    source = ET.SubElement(root, "source")
+    ET.SubElement(source, "database").text = "edge-ssd synthetic shapes"
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(width)
+    ET.SubElement(size, "height").text = str(height)
+    ET.SubElement(size, "depth").text = str(depth)
+    ET.SubElement(root, "segmented").text = "0"
+    pixel_edges = np.rint(scene.boxes * np.array([height, width, height, width], dtype=np.float64)).astype(int)
+    for (y0, x0, y1, x1), class_id, truncated, occluded in zip(
+        pixel_edges, scene.class_ids, scene.truncated, scene.occluded, strict=True
+    ):
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = CLASS_NAMES[int(class_id)]
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = str(int(truncated))
+        ET.SubElement(obj, "occluded").text = str(int(occluded))
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        ET.SubElement(box, "xmin").text = str(x0 + 1)
+        ET.SubElement(box, "ymin").text = str(y0 + 1)
+        ET.SubElement(box, "xmax").text = str(x1)
+        ET.SubElement(box, "ymax").text = str(y1)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
+
+
+def _settings(num_images: int, seed: int, width: int, height: int, val_fraction: float, max_objects: int, quality: int):
+    return {
+        "format_version": FORMAT_VERSION,
+        "num_images": num_images,
+        "seed": seed,
+        "width": width,
+        "height": height,
+        "val_fraction": val_fraction,
+        "max_objects": max_objects,
+        "jpeg_quality": quality,
+        "labels": list(CLASS_NAMES),
+    }
+
+
+def is_complete(out_dir: Path, settings: dict) -> bool:
+    """True if ``out_dir`` holds a finished dataset made with exactly ``settings``."""
+    meta = out_dir / "synthetic.json"
+    try:
+        recorded = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    if recorded.get("settings") != settings or not recorded.get("complete"):
+        return False
+    num = settings["num_images"]
+    needed = [out_dir / "ImageSets/Main/train.txt", out_dir / "ImageSets/Main/val.txt", out_dir / "labels.txt"]
+    needed += [
+        out_dir / "JPEGImages" / f"{image_id(num - 1)}.jpg",
+        out_dir / "Annotations" / f"{image_id(num - 1)}.xml",
+    ]
+    return all(p.is_file() for p in needed)
+
+
+def generate_dataset(
+    out_dir: str | Path,
+    num_images: int,
+    seed: int = 0,
+    width: int = 320,
+    height: int = 240,
+    val_fraction: float = 0.15,
+    max_objects: int = 6,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    progress: bool = True,
+    force: bool = False,
+) -> Path:
+    """Write the synthetic dataset to ``out_dir`` (Pascal VOC layout, see module doc); returns its path.
+
+    Skips the work if ``out_dir`` already holds a complete dataset made with the same arguments
+    (unless ``force``). Refuses to write into a non-empty folder that is not a synthetic dataset.
+    """
+    if num_images < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    if width < 32 or height < 32:
+        raise ValueError(f"width and height must be >= 32 pixels, got {width}x{height}")
+    out = Path(out_dir)
+    settings = _settings(num_images, seed, width, height, val_fraction, max_objects, jpeg_quality)
+    train_ids, val_ids = split_ids(num_images, seed, val_fraction)
+    if not force and is_complete(out, settings):
+        log.info("%s already holds this synthetic dataset (%d images, seed %d); skipping", out, num_images, seed)
+        return out
+    meta = out / "synthetic.json"
+    if out.exists() and any(out.iterdir()) and not meta.exists():
+        raise FileExistsError(
+            f"{out} is not empty and has no synthetic.json, so it is not a synthetic dataset; "
+            "choose an empty or new --out folder"
+        )
+    images_dir, ann_dir, sets_dir = out / "JPEGImages", out / "Annotations", out / "ImageSets" / "Main"
+    for folder in (images_dir, ann_dir, sets_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"settings": settings, "complete": False}, indent=2) + "\n")
+    for stale in (sets_dir / "train.txt", sets_dir / "val.txt"):
+        stale.unlink(missing_ok=True)
+
+    encode = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
+    num_objects = 0
+    for index in tqdm(range(num_images), desc=f"synthetic -> {out}", unit="img", disable=not progress):
+        scene = scene_for_index(seed, index, height, width, max_objects)
+        name = image_id(index)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), encode)
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode image {index} as JPEG")
+        (images_dir / f"{name}.jpg").write_bytes(jpeg.tobytes())
+        (ann_dir / f"{name}.xml").write_bytes(voc_annotation(f"{name}.jpg", scene))
+        num_objects += len(scene.class_ids)
+    for folder, suffix in ((images_dir, ".jpg"), (ann_dir, ".xml")):  # left over from a larger earlier run
+        for path in folder.glob(f"*{suffix}"):
+            if path.stem.isdigit() and int(path.stem) >= num_images:
+                path.unlink()
+
+    (out / "labels.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    (sets_dir / "val.txt").write_text("".join(f"{i}\n" for i in val_ids))
+    (sets_dir / "train.txt").write_text("".join(f"{i}\n" for i in train_ids))
+    stats = {"train_images": len(train_ids), "val_images": len(val_ids), "objects": num_objects}
+    meta.write_text(json.dumps({"settings": settings, "complete": True, "stats": stats}, indent=2) + "\n")
+    log.info("wrote %d images (%d objects) to %s", num_images, num_objects, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m train.synthetic",
+        description="Generate the synthetic shapes detection dataset in Pascal VOC layout.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--num-images", type=int, default=3000, help="number of images (default 3000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
+    parser.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
+    parser.add_argument("--val-fraction", type=float, default=0.15, help="fraction of images in val (default 0.15)")
+    parser.add_argument("--max-objects", type=int, default=6, help="most shapes per image (default 6)")
+    parser.add_argument("--force", action="store_true", help="regenerate even if an identical dataset exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = _settings(
+        args.num_images, args.seed, args.width, args.height, args.val_fraction, args.max_objects, DEFAULT_JPEG_QUALITY
+    )
+    if not args.force and is_complete(args.out, settings):
+        print(f"{args.out} already holds a complete synthetic dataset with these arguments; nothing to do")
+        return 0
+    try:
+        out = generate_dataset(
+            args.out,
+            args.num_images,
+            args.seed,
+            width=args.width,
+            height=args.height,
+            val_fraction=args.val_fraction,
+            max_objects=args.max_objects,
+            force=args.force,
+        )
+    except (ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stats = json.loads((out / "synthetic.json").read_text())["stats"]
+    print(
+        f"wrote {args.num_images} images ({stats['objects']} objects, classes: {', '.join(CLASS_NAMES)}) to {out}: "
+        f"JPEGImages/, Annotations/, ImageSets/Main/train.txt ({stats['train_images']}), "
+        f"ImageSets/Main/val.txt ({stats['val_images']}), labels.txt"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
