@@ -35,17 +35,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("run", type=Path, help="training run directory (run.json + best.keras) or a .keras checkpoint")
     parser.add_argument("--quant", default="int8", choices=QUANT_MODES, help="quantization of the written model")
     parser.add_argument("--out", type=Path, default=None, help="output .tflite (default RUN/model_<quant>.tflite)")
-    parser.add_argument("--postprocess", default="numpy", choices=POSTPROCESS_MODES,
-                        help="numpy: raw outputs decoded by the edge; builtin: TFLite_Detection_PostProcess in the graph")
-    parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
-                        help=f"training images used to calibrate int8 (default {DEFAULT_CALIBRATION_IMAGES})")
+    parser.add_argument(
+        "--postprocess",
+        default="numpy",
+        choices=POSTPROCESS_MODES,
+        help="numpy: raw outputs decoded by the edge; builtin: TFLite_Detection_PostProcess in the graph",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        help=f"training images used to calibrate int8 (default {DEFAULT_CALIBRATION_IMAGES})",
+    )
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the one recorded in run.json)")
     parser.add_argument("--train-split", default=None, help="calibration split (default: run.json's, else train)")
     parser.add_argument("--val-split", default=None, help="evaluation split (default: run.json's, else val)")
-    parser.add_argument("--max-map-drop", type=float, default=1.0,
-                        help="fail when int8 loses more than this many mAP@0.5 points vs float (default 1.0)")
-    parser.add_argument("--compare", type=_variants, default=None,
-                        help="TFLite variants to score, e.g. float32,float16,dynamic,int8 (default: --quant)")
+    parser.add_argument(
+        "--max-map-drop",
+        type=float,
+        default=1.0,
+        help="fail when int8 loses more than this many mAP@0.5 points vs float (default 1.0)",
+    )
+    parser.add_argument(
+        "--compare",
+        type=_variants,
+        default=None,
+        help="TFLite variants to score, e.g. float32,float16,dynamic,int8 (default: --quant)",
+    )
     parser.add_argument("--eval-images", type=int, default=None, help="score only the first N validation images")
     parser.add_argument("--skip-accuracy", action="store_true", help="convert only; no evaluation and no gate")
     return parser
@@ -70,13 +86,13 @@ def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
 
 def load_detector(checkpoint: Path, config):
     """Load a ``.keras`` checkpoint and check it is this project's detector for ``config``."""
-    import keras  # noqa: PLC0415
+    import keras
 
-    from convert.converter import check_detector  # noqa: PLC0415
+    from convert.converter import check_detector
 
     try:
         model = keras.models.load_model(checkpoint, compile=False)
-    except Exception as exc:  # noqa: BLE001 - any load failure means "not a usable checkpoint"
+    except Exception as exc:  # any load failure means "not a usable checkpoint"
         raise ValueError(
             f"{checkpoint}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc}); expected a best.keras "
             "written by `python -m train`"
@@ -103,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from convert import accuracy  # noqa: PLC0415
-    from convert.calibration import calibration_images  # noqa: PLC0415
-    from convert.converter import convert  # noqa: PLC0415
-    from convert.io import atomic_write_bytes  # noqa: PLC0415
-    from edge.metadata import embed_metadata, read_metadata  # noqa: PLC0415
-    from train.evaluate import load_run  # noqa: PLC0415
+    from convert import accuracy
+    from convert.calibration import calibration_images
+    from convert.converter import convert
+    from convert.io import atomic_write_bytes
+    from edge.metadata import embed_metadata, read_metadata
+    from train.evaluate import load_run
 
     checkpoint, run_dir = resolve_checkpoint(args.run)
     run_json, config, labels = load_run(run_dir)
@@ -133,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({len(model_bytes) / 1024:.0f} KiB, {args.quant}, postprocess={args.postprocess})")
         return 0
 
-    from train.datasets import load_dataset  # noqa: PLC0415
+    from train.datasets import load_dataset
 
     val_split = _split(run_json, "val", args.val_split, "val")
     records = load_dataset(data, val_split, labels=labels, skip_bad=True).records

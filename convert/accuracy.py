@@ -58,7 +58,7 @@ def tflite_predict_fn(tflite_bytes: bytes, num_threads: int | None = None) -> tu
     ``box_deltas (B, N, 4)``, ``class_scores (B, N, C+1)`` float32, dequantized like the edge does.
     The second value collects the seconds per ``invoke`` for latency reporting.
     """
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
     metadata = read_metadata(tflite_bytes)
     if metadata.postprocess != "numpy":
@@ -176,7 +176,7 @@ def format_table(results: Sequence[VariantResult]) -> str:
 
 def write_report(results: Sequence[VariantResult], out_model: Path, extra: dict) -> tuple[Path, Path]:
     """Write ``<out>.accuracy.json`` and ``<out>.accuracy.md`` next to the model; returns both paths."""
-    from convert.io import atomic_write_bytes  # noqa: PLC0415
+    from convert.io import atomic_write_bytes
 
     base = out_model.with_suffix("")
     json_path = base.with_name(base.name + ".accuracy.json")

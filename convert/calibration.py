@@ -25,12 +25,14 @@ class CalibrationError(ValueError):
     """The calibration set is missing, empty or unreadable."""
 
 
-def calibration_paths(data: str | Path, num_images: int = DEFAULT_CALIBRATION_IMAGES, split: str = "train") -> list[str]:
+def calibration_paths(
+    data: str | Path, num_images: int = DEFAULT_CALIBRATION_IMAGES, split: str = "train"
+) -> list[str]:
     """Up to ``num_images`` image paths of ``split`` of the dataset at ``data`` (evenly spread over the split).
 
     Raises ``CalibrationError`` when ``data`` is missing or the split has no images.
     """
-    from train.datasets import load_dataset  # noqa: PLC0415 - keeps `import convert.calibration` light
+    from train.datasets import load_dataset  # keeps `import convert.calibration` light
 
     if num_images < 1:
         raise CalibrationError(f"--calibration-images must be >= 1, got {num_images}")

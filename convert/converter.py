@@ -135,8 +135,8 @@ def _serving_function(model, model_config: ModelConfig, postprocess: str, option
     The Keras model is frozen to constants first; the composite post-processing function (builtin) is
     added around the frozen model unfrozen so its ``experimental_implements`` attribute reaches the converter.
     """
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
@@ -205,7 +205,7 @@ def _representative_dataset(images: Iterable[np.ndarray], input_size: tuple[int,
 
 
 def _tflite_converter(saved_model_dir: str, quant: str, calibration_images, input_size, postprocess: str):
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     if postprocess == "builtin":
@@ -233,7 +233,7 @@ def _tflite_converter(saved_model_dir: str, quant: str, calibration_images, inpu
 
 def _output_order(tflite_bytes: bytes) -> dict[str, int]:
     """Map each signature output name to its position in the interpreter's output list."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=tflite_bytes)
     signature = interpreter._get_full_signature_list()[SIGNATURE_KEY]["outputs"]  # {name: tensor index}
@@ -242,7 +242,7 @@ def _output_order(tflite_bytes: bytes) -> dict[str, int]:
 
 
 def _check_io(tflite_bytes: bytes, quant: str, postprocess: str, model_config: ModelConfig) -> None:
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=tflite_bytes)
     (model_input,) = interpreter.get_input_details()
@@ -285,7 +285,7 @@ def convert(
     if len(labels) != model_config.num_classes:
         raise ValueError(f"labels: got {len(labels)} names, model has num_classes={model_config.num_classes}")
     options = builtin_options or BuiltinPostprocess()
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     serve = _serving_function(model, model_config, postprocess, options)
     log.info("converting to TFLite (quant=%s, postprocess=%s)", quant, postprocess)

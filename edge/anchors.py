@@ -132,7 +132,9 @@ def generate_anchors(input_size: int | Sequence[int], config: AnchorConfig | Non
     shortest = min(height, width)
     size_y, size_x = shortest / height, shortest / width
     per_layer = []
-    for (fh, fw), specs in zip(feature_map_shapes((height, width), config.num_layers), layer_box_specs(config), strict=True):
+    for (fh, fw), specs in zip(
+        feature_map_shapes((height, width), config.num_layers), layer_box_specs(config), strict=True
+    ):
         scales = np.array([s for s, _ in specs], dtype=np.float64)
         ratios = np.sqrt(np.array([r for _, r in specs], dtype=np.float64))
         box_h = scales / ratios * size_y  # (A,)

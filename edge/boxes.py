@@ -39,9 +39,7 @@ def center_to_corners(boxes: np.ndarray) -> np.ndarray:
     return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
 
 
-def encode_boxes(
-    boxes: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES
-) -> np.ndarray:
+def encode_boxes(boxes: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES) -> np.ndarray:
     """Encode corner ``boxes`` ``(N, 4)`` against ``anchors`` ``(N, 4)`` (cy, cx, h, w) into deltas ``(N, 4)``.
 
     ``ty = (cy - cy_a) / h_a / v0``, ``tx = (cx - cx_a) / w_a / v1``,
@@ -61,9 +59,7 @@ def encode_boxes(
     return deltas.astype(np.float32)
 
 
-def decode_boxes(
-    deltas: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES
-) -> np.ndarray:
+def decode_boxes(deltas: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES) -> np.ndarray:
     """Decode ``deltas`` ``(N, 4)`` (ty, tx, th, tw) against ``anchors`` ``(N, 4)`` into corner boxes ``(N, 4)``.
 
     Scaled ``th``/``tw`` are clipped to ``MAX_LOG_SCALE`` before ``exp``; boxes are not clipped to

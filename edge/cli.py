@@ -63,7 +63,7 @@ def _load_detector(args: argparse.Namespace) -> Any:
     model = Path(args.model)
     if not model.is_file():
         hint = (
-            " (the committed demo model; build it with `make demo-model` or pass --model)"
+            " (the committed demo model; build it with `make train convert` or pass --model)"
             if (args.model == DEFAULT_MODEL)
             else ""
         )

@@ -222,8 +222,11 @@ class Detector:
             raw = {name: self._interpreter.get_tensor(index) for name, (index, _) in self._outputs.items()}
         return {name: _dequantize(raw[name], quantization) for name, (_, quantization) in self._outputs.items()}
 
-    def postprocess(self, outputs: dict[str, np.ndarray], frame_size: tuple[int, int]) -> Detections:
-        """Model outputs (from ``invoke``) -> :class:`Detections` in a ``frame_size`` ``(height, width)`` frame."""
+    def postprocess(self, outputs: dict[str, np.ndarray], frame_size: Sequence[int]) -> Detections:
+        """Model outputs (from ``invoke``) -> :class:`Detections` in a frame of ``frame_size``.
+
+        ``frame_size`` is ``(height, width)`` or a whole ``frame.shape`` (``(H, W)`` / ``(H, W, C)``).
+        """
         if self.metadata.postprocess == "numpy":
             boxes, scores, class_ids = decode_and_nms(
                 outputs["box_deltas"][0],
@@ -243,7 +246,7 @@ class Detector:
             class_ids = np.rint(outputs["classes"][0, keep]).astype(np.int32)
             valid = (class_ids >= 0) & (class_ids < len(self.labels))
             boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
-        height, width = frame_size
+        height, width = int(frame_size[0]), int(frame_size[1])
         return Detections(normalized_to_pixels(boxes, height, width), scores, class_ids, self.labels, (height, width))
 
     def __call__(self, frame: np.ndarray) -> Detections:

@@ -90,7 +90,9 @@ class ModelMetadata:
         if self.input_height <= 0 or self.input_width <= 0:
             raise MetadataError(f"metadata: field 'input' must have positive height/width, got {self.input_size}")
         if self.input_dtype not in ("uint8", "int8", "float32"):
-            raise MetadataError(f"metadata: field 'input.dtype' must be uint8, int8 or float32, got {self.input_dtype!r}")
+            raise MetadataError(
+                f"metadata: field 'input.dtype' must be uint8, int8 or float32, got {self.input_dtype!r}"
+            )
         if self.input_color != "RGB":
             raise MetadataError(f"metadata: field 'input.color' must be 'RGB', got {self.input_color!r}")
         if self.quantization not in QUANTIZATION_MODES:
@@ -354,8 +356,8 @@ def embed_metadata(tflite_bytes: bytes, metadata: ModelMetadata | bytes, name: s
 
     Uses the TFLite schema bindings shipped with ``ai-edge-litert`` (and the ``flatbuffers`` package), not TensorFlow.
     """
-    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415 - only needed when writing
-    import flatbuffers  # noqa: PLC0415
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema  # only needed when writing
 
     _check_tflite(bytes(tflite_bytes[:8]), "<model bytes>")
     payload = metadata.to_json().encode("utf-8") if isinstance(metadata, ModelMetadata) else bytes(metadata)

@@ -13,6 +13,7 @@ what was expected, so the command line can print it and exit non-zero.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import importlib
 import importlib.util
@@ -109,6 +110,9 @@ def load_interpreter(
     delegates = None
     if delegate is not None:
         try:
+            # dlopen it ourselves first: a library that is not there then fails cleanly, without the runtime's
+            # half-built Delegate object (whose __del__ raises "Exception ignored" noise in ai_edge_litert 2.3).
+            ctypes.CDLL(delegate)
             delegates = [load_delegate(delegate)]
         except (ValueError, OSError, RuntimeError) as exc:
             raise ModelLoadError(f"delegate {delegate!r} could not be loaded for {path}: {_one_line(exc)}") from None

@@ -3,7 +3,7 @@ MODEL ?= models/demo_int8.tflite
 SOURCE ?= synthetic
 ARGS ?=
 
-.PHONY: run bench-pipeline soak
+.PHONY: run bench-pipeline soak bench-postprocess
 run: $(STAMP)  ## run MODEL on SOURCE (default: demo model, synthetic camera) with live stats; ARGS=... for more flags
 	$(PY) -m edge run --model $(MODEL) --source $(SOURCE) $(ARGS)
 
@@ -12,3 +12,6 @@ bench-pipeline: $(STAMP)  ## interpreter-only vs end-to-end FPS on an unpaced sy
 
 soak: $(STAMP)  ## 10,000 frames through the pipeline, RSS growth after warm-up (bench/results/)
 	$(PY) scripts/soak.py --model $(MODEL)
+
+bench-postprocess: $(STAMP)  ## decode + NMS on an SSD300-sized output vs OpenCV's NMSBoxesBatched (bench/results/)
+	$(PY) scripts/bench_postprocess.py

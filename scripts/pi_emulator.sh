@@ -97,6 +97,12 @@ mount_all() {
     mountpoint -q "$fs/dev/pts" || mount --bind /dev/pts "$fs/dev/pts"
     mkdir -p "$fs/run/sshd"
     cp -L /etc/resolv.conf "$fs/etc/resolv.conf"
+    # The emulated Pi sits on this machine's network: trust what this machine trusts (e.g. a proxy's CA),
+    # for apt and for pip (whose own certifi bundle would not have it).
+    if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
+        cp /etc/ssl/certs/ca-certificates.crt "$fs/etc/ssl/certs/ca-certificates.crt"
+        printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$fs/etc/pip.conf"
+    fi
 }
 
 unmount_all() {

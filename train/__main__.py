@@ -34,12 +34,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-train-minutes", type=float, default=None, help="stop after this much training time")
     parser.add_argument("--backbone-weights", default="none", help="none | imagenet | PATH (.keras/.weights.h5)")
     parser.add_argument("--freeze-backbone", action="store_true", help="train only the SSD layers")
-    parser.add_argument("--fine-tune-from", type=int, default=None,
-                        help="unfreeze MobileNet blocks from this index on (with --freeze-backbone)")
-    parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
-                        help="tf.distribute strategy")
+    parser.add_argument(
+        "--fine-tune-from",
+        type=int,
+        default=None,
+        help="unfreeze MobileNet blocks from this index on (with --freeze-backbone)",
+    )
+    parser.add_argument(
+        "--strategy", default="default", choices=("default", "mirrored", "multiworker"), help="tf.distribute strategy"
+    )
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed annotations instead of failing")
-    parser.add_argument("--max-expand", type=float, default=None, help="largest zoom-out factor of augmentation")
+    parser.add_argument(
+        "--augment",
+        default="ssd",
+        choices=("ssd", "light", "none"),
+        help="augmentation preset: full SSD paper augmentation, a lighter one, or none",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, help="run directory, e.g. runs/demo")
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
@@ -59,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     from train.evaluate import evaluate_model
     from train.model import build_ssd, set_backbone_trainable
     from train.pipeline import make_dataset
-    from train.trainer import Trainer, TrainConfig, make_strategy
+    from train.trainer import TrainConfig, Trainer, make_strategy
 
     keras.utils.set_random_seed(args.seed)
     train_set = load_dataset(args.data, args.train_split, fmt=args.format, skip_bad=args.skip_bad)
-    val_set = load_dataset(args.data, args.val_split, fmt=args.format, labels=train_set.labels,
-                           skip_bad=args.skip_bad)
+    val_set = load_dataset(args.data, args.val_split, fmt=args.format, labels=train_set.labels, skip_bad=args.skip_bad)
     train_set.verify_images()
     val_set.verify_images()
     for name, dataset in (("train", train_set), ("val", val_set)):
@@ -72,18 +81,29 @@ def main(argv: list[str] | None = None) -> int:
         if any(dataset.skipped.values()):
             print(dataset.summary())
     if not train_set.records or not val_set.records:
-        print(f"error: {args.data} has no usable images in split '{args.train_split}' or '{args.val_split}'",
-              file=sys.stderr)
+        print(
+            f"error: {args.data} has no usable images in split '{args.train_split}' or '{args.val_split}'",
+            file=sys.stderr,
+        )
         return 2
 
     model_config = ModelConfig(alpha=args.alpha, input_size=args.size, num_classes=len(train_set.labels))
     train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, warmup_epochs=args.warmup_epochs,
-        weight_decay=args.weight_decay, eval_every=args.eval_every, patience=args.patience, seed=args.seed,
-        backbone_weights=args.backbone_weights, freeze_backbone=args.freeze_backbone,
-        fine_tune_from=args.fine_tune_from, strategy=args.strategy, max_train_minutes=args.max_train_minutes,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_epochs=args.warmup_epochs,
+        weight_decay=args.weight_decay,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        seed=args.seed,
+        backbone_weights=args.backbone_weights,
+        freeze_backbone=args.freeze_backbone,
+        fine_tune_from=args.fine_tune_from,
+        strategy=args.strategy,
+        max_train_minutes=args.max_train_minutes,
     )
-    augment = AugmentConfig() if args.max_expand is None else AugmentConfig(max_expand=args.max_expand)
+    augment = AugmentConfig.preset(args.augment)
     run_info = {
         "model": model_config.to_dict(),
         "labels": train_set.labels,
@@ -98,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     if run_json.exists() and not args.restart:
         previous = json.loads(run_json.read_text())
         if previous.get("model") != run_info["model"] or previous.get("labels") != run_info["labels"]:
-            print(f"error: {args.out} holds a run with a different model or labels ({previous.get('model')}); "
-                  "use another --out or --restart", file=sys.stderr)
+            print(
+                f"error: {args.out} holds a run with a different model or labels ({previous.get('model')}); "
+                "use another --out or --restart",
+                file=sys.stderr,
+            )
             return 2
     if args.restart and (args.out / "state").exists():
         import shutil
@@ -119,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_epoch = max(1, len(train_set.records) // global_batch)
     # Full batches only: a smaller last batch would retrace the training step every epoch.
     train_data = (
-        make_dataset(train_set.records, model_config, global_batch, training=True, augment=augment,
-                     shuffle_seed=args.seed)
+        make_dataset(
+            train_set.records, model_config, global_batch, training=True, augment=augment, shuffle_seed=args.seed
+        )
         .repeat()
         .rebatch(global_batch, drop_remainder=True)
     )
@@ -128,20 +152,34 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate(current: keras.Model) -> dict:
         return evaluate_model(current, val_set.records, model_config, train_set.labels)
 
-    trainer = Trainer(model, model_config, train_config, train_set.labels, args.out, train_data, steps_per_epoch,
-                      evaluate, strategy, run_info)
+    trainer = Trainer(
+        model,
+        model_config,
+        train_config,
+        train_set.labels,
+        args.out,
+        train_data,
+        steps_per_epoch,
+        evaluate,
+        strategy,
+        run_info,
+    )
     if not args.restart and trainer.restore():
         print(f"resuming {args.out} after epoch {int(trainer.epoch.numpy())}")
     try:
         metrics = trainer.fit()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the last good checkpoint is in {args.out} (run the same command to resume)",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: the last good checkpoint is in {args.out} (run the same command to resume)",
+            file=sys.stderr,
+        )
         return 130
     del tf
     elapsed = time.monotonic() - started
-    print(f"done in {elapsed / 60:.1f} min: best val mAP@0.5 {metrics.get('val_map50', float('nan')):.4f} "
-          f"(epoch {metrics.get('best_epoch')}), COCO mAP {metrics.get('val_coco_map') or float('nan'):.4f}")
+    print(
+        f"done in {elapsed / 60:.1f} min: best val mAP@0.5 {metrics.get('val_map50', float('nan')):.4f} "
+        f"(epoch {metrics.get('best_epoch')}), COCO mAP {metrics.get('val_coco_map') or float('nan'):.4f}"
+    )
     print(f"checkpoints: {args.out / 'best.keras'}, {args.out / 'last.keras'}; TensorBoard: {args.out / 'logs'}")
     return 0
 

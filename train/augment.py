@@ -81,6 +81,23 @@ class AugmentConfig:
             )
 
     @classmethod
+    def light(cls) -> AugmentConfig:
+        """Milder geometry for short trainings on data that already varies scale and position (the synthetic set):
+        zoom-out up to 2x on 30% of images, a crop on half of them; photometric and flip as in SSD."""
+        return cls(expand_prob=0.3, max_expand=2.0, crop_prob=0.5)
+
+    @classmethod
+    def preset(cls, name: str) -> AugmentConfig:
+        """``ssd`` (paper defaults), ``light`` or ``none``."""
+        if name == "ssd":
+            return cls()
+        if name == "light":
+            return cls.light()
+        if name == "none":
+            return cls.none()
+        raise ValueError(f"unknown augmentation preset {name!r}; expected one of ('ssd', 'light', 'none')")
+
+    @classmethod
     def none(cls) -> AugmentConfig:
         """A config that changes nothing (every probability 0): ``augment`` then only resizes."""
         return cls(photometric_prob=0.0, expand_prob=0.0, crop_prob=0.0, flip_prob=0.0)

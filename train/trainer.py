@@ -176,8 +176,12 @@ class Trainer:
         if self.manager.latest_checkpoint is None:
             return False
         self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
-        log.info("resumed from %s at epoch %d (best mAP@0.5 %.4f)", self.manager.latest_checkpoint,
-                 int(self.epoch.numpy()), float(self.best_map.numpy()))
+        log.info(
+            "resumed from %s at epoch %d (best mAP@0.5 %.4f)",
+            self.manager.latest_checkpoint,
+            int(self.epoch.numpy()),
+            float(self.best_map.numpy()),
+        )
         return True
 
     def _history_rows(self) -> list[dict]:
@@ -201,32 +205,51 @@ class Trainer:
         atomic_write_text(self.out_dir / "run.json", json.dumps(self.run_info, indent=2))
         history = self._history_rows()
         start = time.monotonic()
-        metrics: dict = json.loads((self.out_dir / "metrics.json").read_text()) if (
-            self.out_dir / "metrics.json"
-        ).exists() else {}
+        metrics: dict = (
+            json.loads((self.out_dir / "metrics.json").read_text()) if (self.out_dir / "metrics.json").exists() else {}
+        )
         iterator = iter(self.train_data)
         while int(self.epoch.numpy()) < self.config.epochs:
             epoch = int(self.epoch.numpy()) + 1
             sums = np.zeros(3)
-            bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.config.epochs}", unit="step",
-                       dynamic_ncols=True, leave=False)
+            bar = tqdm(
+                range(self.steps_per_epoch),
+                desc=f"epoch {epoch}/{self.config.epochs}",
+                unit="step",
+                dynamic_ncols=True,
+                leave=False,
+            )
             for step in bar:
                 images, targets = next(iterator)
                 values = [float(v) for v in self._step(images, targets)]
                 if not all(math.isfinite(v) for v in values):
-                    raise FloatingPointError(f"loss became {values} at epoch {epoch} step {step}; "
-                                             f"last good checkpoint kept in {self.out_dir}")
+                    raise FloatingPointError(
+                        f"loss became {values} at epoch {epoch} step {step}; "
+                        f"last good checkpoint kept in {self.out_dir}"
+                    )
                 sums += values
-                bar.set_postfix(loss=f"{sums[0] / (step + 1):.3f}", cls=f"{sums[1] / (step + 1):.3f}",
-                                loc=f"{sums[2] / (step + 1):.3f}")
+                bar.set_postfix(
+                    loss=f"{sums[0] / (step + 1):.3f}",
+                    cls=f"{sums[1] / (step + 1):.3f}",
+                    loc=f"{sums[2] / (step + 1):.3f}",
+                )
             bar.close()
             mean = sums / self.steps_per_epoch
             learning_rate = float(self.optimizer.learning_rate)
-            row = {"epoch": epoch, "loss": round(mean[0], 5), "cls_loss": round(mean[1], 5),
-                   "loc_loss": round(mean[2], 5), "lr": f"{learning_rate:.6g}", "map50": "", "coco_map": "",
-                   "elapsed_s": round(time.monotonic() - start, 1)}
-            out_of_time = (self.config.max_train_minutes is not None
-                           and time.monotonic() - start > 60 * self.config.max_train_minutes)
+            row = {
+                "epoch": epoch,
+                "loss": round(mean[0], 5),
+                "cls_loss": round(mean[1], 5),
+                "loc_loss": round(mean[2], 5),
+                "lr": f"{learning_rate:.6g}",
+                "map50": "",
+                "coco_map": "",
+                "elapsed_s": round(time.monotonic() - start, 1),
+            }
+            out_of_time = (
+                self.config.max_train_minutes is not None
+                and time.monotonic() - start > 60 * self.config.max_train_minutes
+            )
             last_epoch = epoch == self.config.epochs or out_of_time
             with self.writer.as_default(step=epoch):
                 tf.summary.scalar("loss/total", mean[0])
@@ -245,9 +268,13 @@ class Trainer:
                     self.best_map.assign(result["map50"])
                     self.stale_epochs.assign(0)
                     atomic_save_model(self.model, self.out_dir / "best.keras")
-                    metrics = {"best_epoch": epoch, "val_map50": result["map50"],
-                               "val_coco_map": result.get("coco_map"),
-                               "per_class_ap50": result.get("per_class_ap50"), "elapsed_s": row["elapsed_s"]}
+                    metrics = {
+                        "best_epoch": epoch,
+                        "val_map50": result["map50"],
+                        "val_coco_map": result.get("coco_map"),
+                        "per_class_ap50": result.get("per_class_ap50"),
+                        "elapsed_s": row["elapsed_s"],
+                    }
                 else:
                     self.stale_epochs.assign_add(self.config.eval_every)
             self.writer.flush()

@@ -13,8 +13,9 @@ from edge.postprocess import decode_and_nms
 from tests.convert.conftest import LABELS
 
 SCORE_THRESHOLD = 0.26  # the untrained stand-in scores ~1/4 everywhere: a few hundred candidates pass
-OPTIONS = BuiltinPostprocess(max_detections=20, score_threshold=SCORE_THRESHOLD, iou_threshold=0.5,
-                             use_regular_nms=True, detections_per_class=20)
+OPTIONS = BuiltinPostprocess(
+    max_detections=20, score_threshold=SCORE_THRESHOLD, iou_threshold=0.5, use_regular_nms=True, detections_per_class=20
+)
 
 
 def _invoke(model_bytes: bytes, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -27,8 +28,10 @@ def _invoke(model_bytes: bytes, image: np.ndarray) -> dict[str, np.ndarray]:
     interpreter.set_tensor(model_input["index"], image[None].astype(model_input["dtype"]))
     interpreter.invoke()
     details = interpreter.get_output_details()
-    return {name: dequantize(interpreter.get_tensor(details[i]["index"]), details[i])
-            for name, i in metadata.outputs.items()}
+    return {
+        name: dequantize(interpreter.get_tensor(details[i]["index"]), details[i])
+        for name, i in metadata.outputs.items()
+    }
 
 
 def _builtin_detections(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,9 +65,13 @@ def test_builtin_matches_numpy_decoder(float_models, tiny_config, calibration_se
     for image in calibration_set[:4]:
         outputs = _invoke(raw, image)
         expected = decode_and_nms(
-            outputs["box_deltas"][0], outputs["class_scores"][0], anchors,
-            score_threshold=SCORE_THRESHOLD, iou_threshold=OPTIONS.iou_threshold,
-            max_detections=OPTIONS.max_detections, variances=tiny_config.variances,
+            outputs["box_deltas"][0],
+            outputs["class_scores"][0],
+            anchors,
+            score_threshold=SCORE_THRESHOLD,
+            iou_threshold=OPTIONS.iou_threshold,
+            max_detections=OPTIONS.max_detections,
+            variances=tiny_config.variances,
         )
         boxes, scores, classes = _builtin_detections(_invoke(builtin, image))
         assert len(scores) == len(expected[1]) > 0
@@ -75,16 +82,21 @@ def test_builtin_matches_numpy_decoder(float_models, tiny_config, calibration_se
 
 def test_int8_builtin_matches_numpy_decoder_on_the_same_int8_outputs(tiny_model, tiny_config, calibration_set):
     raw = convert(tiny_model, tiny_config, LABELS, "int8", calibration_set)
-    builtin = convert(tiny_model, tiny_config, LABELS, "int8", calibration_set, postprocess="builtin",
-                      builtin_options=OPTIONS)
+    builtin = convert(
+        tiny_model, tiny_config, LABELS, "int8", calibration_set, postprocess="builtin", builtin_options=OPTIONS
+    )
     assert read_metadata(builtin).input_dtype == "uint8"
     anchors = tiny_config.generate_anchors()
     image = calibration_set[0]
     outputs = _invoke(raw, image)
     expected = decode_and_nms(
-        outputs["box_deltas"][0], outputs["class_scores"][0], anchors,
-        score_threshold=SCORE_THRESHOLD, iou_threshold=OPTIONS.iou_threshold,
-        max_detections=OPTIONS.max_detections, variances=tiny_config.variances,
+        outputs["box_deltas"][0],
+        outputs["class_scores"][0],
+        anchors,
+        score_threshold=SCORE_THRESHOLD,
+        iou_threshold=OPTIONS.iou_threshold,
+        max_detections=OPTIONS.max_detections,
+        variances=tiny_config.variances,
     )
     boxes, scores, classes = _builtin_detections(_invoke(builtin, image))
     # int8 scores are multiples of 1/256, so equal scores are common and the two NMS implementations may

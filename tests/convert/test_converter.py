@@ -8,7 +8,7 @@ import pytest
 from convert.accuracy import dequantize
 from convert.converter import QUANT_MODES, check_detector, convert
 from edge.metadata import read_metadata
-from tests.convert.conftest import LABELS, build_tiny_detector
+from tests.convert.conftest import LABELS
 
 INT8_TOLERANCE_STEPS = 4
 """Documented int8 tolerance: each dequantized output is within 4 of its own quantization steps
@@ -78,8 +78,15 @@ def test_int8_weights_are_per_channel_int8(converted):
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(converted["int8"]), 0)
     tensors = model.subgraphs[0].tensors
-    conv_weights = [t for t in tensors if t.type == schema.TensorType.INT8 and t.shape is not None and len(t.shape) == 4
-                    and t.buffer and model.buffers[t.buffer].data is not None]
+    conv_weights = [
+        t
+        for t in tensors
+        if t.type == schema.TensorType.INT8
+        and t.shape is not None
+        and len(t.shape) == 4
+        and t.buffer
+        and model.buffers[t.buffer].data is not None
+    ]
     assert conv_weights, "expected int8 4-D conv weight tensors"
     assert all(len(t.quantization.scale) == t.shape[0] for t in conv_weights)  # one scale per output channel
     float_tensors = [t for t in tensors if t.type == schema.TensorType.FLOAT32]

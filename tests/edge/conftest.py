@@ -55,9 +55,11 @@ def _build(out: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(request) -> dict[str, Path]:
+def tiny_models(request, tmp_path_factory) -> dict[str, Path]:
     """``{"float32", "int8", "builtin"}`` -> ``.tflite`` of one untrained alpha-0.25 SSD (96x128, 3 classes)."""
-    out = Path(request.config.cache.mkdir(f"edge_tiny_models_{_cache_key()}"))
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    name = f"edge_tiny_models_{_cache_key()}"
+    out = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
     paths = {kind: out / f"tiny_{kind}.tflite" for kind in MODEL_KINDS}
     if not all(p.exists() for p in paths.values()):
         if importlib.util.find_spec("tensorflow") is None:

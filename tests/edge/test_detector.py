@@ -48,6 +48,8 @@ def test_pixel_boxes_on_odd_frame_sizes(tiny_models, kind):
         expected = np.stack([boxes[:, 1] * width, boxes[:, 0] * height, boxes[:, 3] * width, boxes[:, 2] * height], 1)
         np.testing.assert_allclose(result.boxes, expected, rtol=1e-5, atol=1e-3)
         np.testing.assert_array_equal(result.class_ids, class_ids)
+        split = det.postprocess(outputs, frame.shape)  # the pipeline passes the whole shape
+        np.testing.assert_array_equal(split.boxes, result.boxes)
         assert np.all(result.boxes[:, 2] >= result.boxes[:, 0]) and np.all(result.boxes[:, 3] >= result.boxes[:, 1])
         assert result.boxes[:, [0, 2]].max() <= width + 1e-3 and result.boxes[:, [1, 3]].max() <= height + 1e-3
 

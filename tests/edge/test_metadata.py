@@ -106,7 +106,10 @@ def test_embed_then_read_back(plain_tflite, tmp_path):
     # Replacing keeps one entry, and the model still runs with the same output.
     updated = metadata.replace(accuracy={"int8": {"map50": 0.5}})
     model_bytes = embed_metadata(model_bytes, updated)
-    assert list(read_metadata_buffers(model_bytes)) == [*[k for k in read_metadata_buffers(plain_tflite)], METADATA_NAME]
+    assert list(read_metadata_buffers(model_bytes)) == [
+        *[k for k in read_metadata_buffers(plain_tflite)],
+        METADATA_NAME,
+    ]
     assert read_metadata(model_bytes).accuracy == {"int8": {"map50": 0.5}}
     from ai_edge_litert.interpreter import Interpreter
 
@@ -129,7 +132,11 @@ def test_read_back_in_a_process_without_tensorflow(plain_tflite, tmp_path):
         "print(m.labels, m.input_size, m.quantization, m.outputs['box_deltas'], anchors.shape, m.accuracy['int8'])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr

@@ -55,6 +55,7 @@ def test_backend_falls_through_when_not_installed(tiny_models):
 
 
 @pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed")
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_tensorflow_lite_backend(tiny_models):
     loaded = load_interpreter(tiny_models["int8"], backends=["tensorflow"])
     assert loaded.backend == "tensorflow"

@@ -220,10 +220,11 @@ def test_set_backbone_trainable_freezes_and_fine_tunes() -> None:
     frozen = len(model.trainable_weights)
     assert 0 < frozen < all_trainable
 
-    set_backbone_trainable(model, True, fine_tune_from=12)
-    assert model.get_layer("conv_dw_12").trainable and model.get_layer("conv_pw_13_bn").trainable
-    assert not model.get_layer("conv_pw_11").trainable and not model.get_layer("conv1_bn").trainable
-    assert frozen < len(model.trainable_weights) < all_trainable
+    for trainable in (False, True):  # --freeze-backbone --fine-tune-from 12, or fine-tune alone
+        set_backbone_trainable(model, trainable, fine_tune_from=12)
+        assert model.get_layer("conv_dw_12").trainable and model.get_layer("conv_pw_13_bn").trainable
+        assert not model.get_layer("conv_pw_11").trainable and not model.get_layer("conv1_bn").trainable
+        assert frozen < len(model.trainable_weights) < all_trainable
 
     set_backbone_trainable(model, True)
     assert len(model.trainable_weights) == all_trainable
