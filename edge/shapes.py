@@ -220,6 +220,10 @@ def _contrasting_color(rng: np.random.Generator, samples: np.ndarray, candidates
     return tuple(int(c) for c in colors[int(np.argmax(score))])
 
 
+PLACEMENT_TRIES = 20
+"""Placements tried per shape before it is left out of a crowded scene."""
+
+
 def random_objects(
     rng: np.random.Generator,
     height: int,
@@ -229,6 +233,7 @@ def random_objects(
     max_size_frac: float = 0.9,
     background: np.ndarray | None = None,
     truncation_prob: float = 0.25,
+    max_overlap: float = 0.4,
 ) -> list[SceneObject]:
     """1..``max_objects`` random shapes for a ``height x width`` frame, in drawing order.
 
@@ -237,7 +242,9 @@ def random_objects(
     come first so smaller ones partly occlude them. With probability ``truncation_prob`` a shape's
     center may lie near or past the border (truncation). With ``background`` (uint8 RGB
     ``(H, W, 3)``) each colour is chosen to contrast with the background under the shape and with
-    earlier overlapping shapes; without it colours are random.
+    earlier overlapping shapes; without it colours are random. ``max_overlap`` bounds occlusion: two
+    shapes' circumscribed circles may overlap by at most that fraction of the sum of their radii
+    (a few placements are tried; occlusion stays partial, no shape hides inside another).
     """
     if not 0 < min_size_frac <= max_size_frac:
         raise ValueError(
@@ -254,12 +261,20 @@ def random_objects(
     objects: list[SceneObject] = []
     for size, class_id in zip(sizes[order], class_ids[order], strict=True):
         radius = size / 2
-        if rng.random() < truncation_prob:
-            cx = rng.uniform(-0.3 * size, width + 0.3 * size)
-            cy = rng.uniform(-0.3 * size, height + 0.3 * size)
+        for _ in range(PLACEMENT_TRIES):
+            if rng.random() < truncation_prob:
+                cx = rng.uniform(-0.3 * size, width + 0.3 * size)
+                cy = rng.uniform(-0.3 * size, height + 0.3 * size)
+            else:
+                cx = rng.uniform(min(radius, width / 2), max(width - radius, width / 2))
+                cy = rng.uniform(min(radius, height / 2), max(height - radius, height / 2))
+            if all(
+                math.hypot(other.center_x - cx, other.center_y - cy) >= (1 - max_overlap) * (other.size / 2 + radius)
+                for other in objects
+            ):
+                break
         else:
-            cx = rng.uniform(min(radius, width / 2), max(width - radius, width / 2))
-            cy = rng.uniform(min(radius, height / 2), max(height - radius, height / 2))
+            continue
         angle = float(rng.uniform(0, 360))
         if background is None:
             color = tuple(int(c) for c in rng.integers(0, 256, size=3))

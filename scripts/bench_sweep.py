@@ -356,6 +356,15 @@ def write_csv(rows: Sequence[dict], path: Path) -> Path:
     return path
 
 
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a ``sweep.csv`` (values as strings, as ``write_csv`` wrote them); ``ValueError`` on other columns."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}: header {reader.fieldnames} is not a sweep.csv header; expected {list(COLUMNS)}")
+        return list(reader)
+
+
 def _fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
     if value in ("", None) or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -435,7 +444,9 @@ def plot_latency(rows: Sequence[dict], path: Path) -> Path:
                     textcoords="offset points",
                     xytext=(3, -9),
                 )
-        ax.set(title=f"interpreter latency p50, {title}", xlabel="multiply-adds (M)", ylabel="ms / invoke")
+        ax.set(title=f"interpreter latency p50, {title}", xlabel="multiply-adds (M, log)", ylabel="ms / invoke (log)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -460,9 +471,10 @@ def plot_fps(rows: Sequence[dict], path: Path) -> Path:
             ax.annotate(str(r["input_size"]), (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
     ax.set(
         title="end-to-end FPS through the edge loop (int8, synthetic camera)",
-        xlabel="multiply-adds (M)",
+        xlabel="multiply-adds (M, log)",
         ylabel="frames / s",
     )
+    ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -598,6 +610,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="local", help="results folder name under bench/results (default local)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default bench/results/<host>)")
     parser.add_argument(
+        "--from-csv",
+        type=Path,
+        default=None,
+        metavar="SWEEP.csv",
+        help="measure nothing: rewrite the table and plots (and --update-docs) from an earlier sweep.csv",
+    )
+    parser.add_argument(
         "--print-cells",
         action="store_true",
         help="print 'ALPHA SIZE CELL' per grid cell and exit (used by make bench-train)",
@@ -641,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = args.out or Path("bench/results") / args.host
     started = time.perf_counter()
-    rows = run_sweep(args.alphas, args.sizes, settings)
+    rows = read_csv(args.from_csv) if args.from_csv is not None else run_sweep(args.alphas, args.sizes, settings)
     written = write_outputs(rows, out, settings, args.host)
     print(markdown_table(rows))
     failed = [r["cell"] for r in rows if r["status"] == STATUS_ERROR]

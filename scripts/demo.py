@@ -206,11 +206,12 @@ class Demo:
 
 def write_annotated_frames(model: Path, pngs: Sequence[Path], gif: Path, num_frames: int, seed: int) -> None:
     """Run ``model`` on ``num_frames`` 640x480 synthetic camera frames; save evenly spaced ones as ``pngs``
-    and every frame (downscaled to 320x240) as an animated ``gif``. Boxes and labels drawn by
-    ``edge.outputs.draw_detections``."""
+    and every frame (downscaled to 320x240) as an animated ``gif``. Detections drawn by
+    ``edge.outputs.draw_detections``; the synthetic camera's ground truth as thin white boxes."""
     import cv2
     from PIL import Image
 
+    from edge.boxes import normalized_to_pixels
     from edge.detector import Detector
     from edge.outputs import draw_detections
     from edge.sources import SyntheticSource
@@ -227,6 +228,10 @@ def write_annotated_frames(model: Path, pngs: Sequence[Path], gif: Path, num_fra
             bgr = draw_detections(
                 frame.image, detections.boxes, detections.scores, detections.class_ids, detector.labels
             )
+            if frame.ground_truth is not None:  # the synthetic camera's ground truth, thin white
+                height, width = frame.image.shape[:2]
+                for x0, y0, x1, y1 in normalized_to_pixels(frame.ground_truth.boxes, height, width).round().astype(int):
+                    cv2.rectangle(bgr, (int(x0), int(y0)), (int(x1), int(y1)), (255, 255, 255), 1, cv2.LINE_AA)
             if index in keep and not cv2.imwrite(str(keep[index]), bgr):
                 raise StageError(f"stage 'frames': cannot write {keep[index]}")
             small = cv2.resize(bgr, (320, 240), interpolation=cv2.INTER_AREA)
@@ -244,7 +249,9 @@ def print_summary(summary: dict, out: Path) -> None:
         print(f"  {row['stage']:<8} {row['seconds']:7.1f} s  {state}")
     print(f"  {'total':<8} {summary['total_s']:7.1f} s")
     if "train" in summary:
-        print(f"  training: best val mAP@0.5 {summary['train']['val_map50']} (epoch {summary['train']['best_epoch']})")
+        best = summary["train"]["val_map50"]
+        best_text = f"{100 * best:.2f}" if isinstance(best, (int, float)) else "n/a"
+        print(f"  training: best val mAP@0.5 {best_text} (epoch {summary['train']['best_epoch']})")
     for variant, row in summary.get("accuracy", {}).items():
         print(f"  {variant:<8} mAP@0.5 {100 * row['map50']:.2f}  ({row['size_bytes'] / 1024:.0f} KiB)")
     if "edge" in summary:

@@ -118,3 +118,16 @@ def test_markdown_marks_trained_and_latency_only_cells():
     table = sweep.markdown_table([trained, untrained])
     assert "80.0 / 79.0" in table
     assert table.splitlines()[-1].endswith("| latency-only |")
+
+
+def test_from_csv_rerenders_without_measuring(tiny_sweep, tmp_path):
+    _, out, _ = tiny_sweep
+    argv = ["--from-csv", str(out / "sweep.csv"), "--out", str(tmp_path), "--cache-dir", str(tmp_path / "c")]
+    assert sweep.main(argv) == 0
+    assert (tmp_path / "sweep.csv").read_text() == (out / "sweep.csv").read_text()
+    assert (tmp_path / "fps_vs_macs.png").read_bytes().startswith(PNG_MAGIC)
+    assert not (tmp_path / "c").exists()  # nothing converted
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="other.csv: header"):
+        sweep.main(["--from-csv", str(bad), "--out", str(tmp_path / "x")])

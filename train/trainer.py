@@ -33,6 +33,7 @@ from train.config import ModelConfig
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,8 @@ class TrainConfig:
 
     epochs: int = 30
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    optimizer: str = "sgd"
+    learning_rate: float = 0.05
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
     eval_every: int = 1
@@ -56,6 +58,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"TrainConfig: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"TrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
 
@@ -69,6 +73,17 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown --strategy {name!r}; expected one of {STRATEGIES}")
+
+
+def make_optimizer(name: str, learning_rate, weight_decay: float) -> keras.optimizers.Optimizer:
+    """``sgd`` (Nesterov momentum 0.9; measured to fit SSD from scratch fastest here) or ``adamw``."""
+    if name == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay, clipnorm=10.0
+        )
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, clipnorm=10.0)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -138,9 +153,7 @@ class Trainer:
                 warmup_target=train_config.learning_rate if warmup else None,
                 warmup_steps=warmup,
             )
-            self.optimizer = keras.optimizers.AdamW(
-                learning_rate=schedule, weight_decay=train_config.weight_decay, clipnorm=10.0
-            )
+            self.optimizer = make_optimizer(train_config.optimizer, schedule, train_config.weight_decay)
             self.optimizer.build(self.training_model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")

@@ -1,0 +1,101 @@
+"""The training loop: loss falls, run directory contents, resume, interruption keeps the last good checkpoint."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train.__main__ import main
+from train.config import ModelConfig
+from train.datasets import load_dataset
+from train.model import build_ssd
+from train.pipeline import make_dataset
+from train.synthetic import generate_dataset
+from train.trainer import TrainConfig, Trainer
+
+TINY_ARGS = ["--alpha", "0.25", "--size", "96", "--batch-size", "4", "--augment", "light", "--eval-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return generate_dataset(
+        tmp_path_factory.mktemp("data") / "synthetic",
+        24,
+        seed=3,
+        width=160,
+        height=120,
+        val_fraction=0.25,
+        progress=False,
+    )
+
+
+def test_a_few_steps_on_a_fixed_batch_make_the_loss_fall(tiny_data, tmp_path):
+    records = load_dataset(tiny_data, "train").records[:8]
+    config = ModelConfig(alpha=0.25, input_size=(96, 96), num_classes=4)
+    keras.utils.set_random_seed(0)
+    model = build_ssd(config)
+    images, targets = next(iter(make_dataset(records, config, 8, training=False)))
+    train_data = tf.data.Dataset.from_tensors((images, targets)).repeat()
+    trainer = Trainer(
+        model,
+        config,
+        TrainConfig(epochs=1, batch_size=8, learning_rate=3e-3, warmup_epochs=0),
+        ["a", "b", "c", "d"],
+        tmp_path,
+        train_data,
+        1,
+        lambda m: {"map50": 0.0},
+        tf.distribute.get_strategy(),
+        {},
+    )
+    losses = [float(trainer._step(images, targets)[0]) for _ in range(15)]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_cli_writes_the_run_directory_and_resumes(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--epochs", "1", "--out", str(out), *TINY_ARGS]) == 0
+    for name in ("run.json", "best.keras", "last.keras", "metrics.json", "history.csv"):
+        assert (out / name).is_file(), name
+    assert any((out / "logs").iterdir()), "TensorBoard logs"
+    run = json.loads((out / "run.json").read_text())
+    assert run["model"]["alpha"] == 0.25 and run["model"]["input_size"] == [96, 96]
+    assert run["labels"] == ["circle", "triangle", "square", "star"]
+    model = keras.models.load_model(out / "best.keras")
+    assert [o.shape[-1] for o in model.outputs] == [4, 5]
+
+    capsys.readouterr()
+    assert main(["--data", str(tiny_data), "--epochs", "2", "--out", str(out), *TINY_ARGS]) == 0
+    assert "resuming" in capsys.readouterr().out
+    with (out / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_a_run_with_other_multipliers_in_the_same_folder_is_refused(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--epochs", "1", "--out", str(out), *TINY_ARGS]) == 0
+    other = [a if a != "0.25" else "0.5" for a in TINY_ARGS]
+    assert main(["--data", str(tiny_data), "--epochs", "1", "--out", str(out), *other]) == 2
+    assert "different model" in capsys.readouterr().err
+
+
+def test_interruption_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--epochs", "1", "--out", str(out), *TINY_ARGS]) == 0
+    best_before = (out / "best.keras").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("train.evaluate.evaluate_model", interrupted)
+    assert main(["--data", str(tiny_data), "--epochs", "3", "--out", str(out), *TINY_ARGS]) == 130
+    assert (out / "best.keras").read_bytes() == best_before
+    keras.models.load_model(out / "last.keras")
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
+    assert not list(out.glob(".*tmp*")), "no temporary files left behind"
