@@ -8,15 +8,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := $(wildcard requirements/*.txt)
 
-# Demo defaults (recorded in every run's run.json).
+# Demo defaults (recorded in every run's run.json). `make train` and `make demo` train with exactly these.
 DATA ?= data/synthetic
 RUN ?= runs/demo
 ALPHA ?= 0.5
 SIZE ?= 160
-EPOCHS ?= 30
+EPOCHS ?= 14
+AUGMENT ?= light
+TRAIN_MINUTES ?= 12
 NUM_IMAGES ?= 3000
 SEED ?= 0
-TRAIN_ARGS ?=
+TRAIN_ARGS ?= --eval-every 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
@@ -45,7 +47,8 @@ $(DATA)/ImageSets/Main/train.txt: | $(STAMP)
 data: $(DATA)/ImageSets/Main/train.txt  ## generate the built-in synthetic dataset (Pascal VOC layout)
 
 train: $(STAMP) data  ## train the demo detector on the synthetic dataset
-	$(PY) -m train --data $(DATA) --alpha $(ALPHA) --size $(SIZE) --epochs $(EPOCHS) --out $(RUN) $(TRAIN_ARGS)
+	$(PY) -m train --data $(DATA) --alpha $(ALPHA) --size $(SIZE) --epochs $(EPOCHS) --seed $(SEED) \
+		--augment $(AUGMENT) --max-train-minutes $(TRAIN_MINUTES) --out $(RUN) $(TRAIN_ARGS)
 
 evaluate: $(STAMP)  ## evaluate the demo run's best checkpoint on the validation split
 	$(PY) -m train.evaluate --run $(RUN) --data $(DATA)

@@ -46,21 +46,6 @@ class Check:
     hint: str = ""
 
 
-def is_emulated(cpuinfo: Path = system.CPUINFO) -> bool:
-    """True under qemu: ``edge.system.is_emulated``, or an arm machine whose ``/proc/cpuinfo`` is an x86 CPU's.
-
-    qemu-user passes the host's ``/proc/cpuinfo`` through, so an aarch64 process that sees ``vendor_id``
-    (an x86-only field) runs emulated.
-    """
-    if system.is_emulated(cpuinfo):
-        return True
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
-    return platform.machine() in ("aarch64", "arm64", "armv7l") and "vendor_id" in text
-
-
 def load_interpreter_class() -> tuple[type, str]:
     """The TFLite ``Interpreter`` class and its distribution: ai-edge-litert first, then tflite-runtime."""
     errors = []
@@ -265,7 +250,7 @@ def check_throttling() -> Check:
 
 
 def check_emulation() -> Check:
-    if is_emulated():
+    if system.is_emulated():
         return Check("emulation", "warn", "emulated (qemu): speed is not Pi speed", "measure speed on a real Pi")
     return Check("emulation", "ok", "native")
 
@@ -309,12 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emulated", action="store_true", help="exit 0 when emulated (qemu), 1 otherwise")
     args = parser.parse_args(argv)
     if args.emulated:
-        emulated = is_emulated()
+        emulated = system.is_emulated()
         print("emulated" if emulated else "native")
         return 0 if emulated else 1
     results = run_checks(SMOKE if args.smoke else ALL)
     if args.json:
-        payload: dict[str, Any] = {"emulated": is_emulated(), "checks": [dataclasses.asdict(r) for r in results]}
+        payload: dict[str, Any] = {"emulated": system.is_emulated(), "checks": [dataclasses.asdict(r) for r in results]}
         print(json.dumps(payload, indent=2))
     else:
         print(format_table(results))

@@ -60,14 +60,19 @@ def throttling() -> dict[str, Any] | None:
 
 
 def is_emulated(cpuinfo: Path = CPUINFO) -> bool:
-    """True under qemu (``EDGE_EMULATED=1`` or a QEMU CPU in ``/proc/cpuinfo``)."""
+    """True under qemu: ``EDGE_EMULATED=1``, a QEMU CPU in ``/proc/cpuinfo``, or an arm process seeing an x86 CPU.
+
+    qemu-user passes the host's ``/proc/cpuinfo`` through, so an aarch64 process that sees ``vendor_id``
+    (an x86-only field) runs emulated.
+    """
     if os.environ.get("EDGE_EMULATED", "") not in ("", "0"):
         return True
     try:
-        text = cpuinfo.read_text(errors="replace").lower()
+        text = cpuinfo.read_text(errors="replace")
     except OSError:
         return False
-    return "qemu" in text
+    arm = platform.machine() in ("aarch64", "arm64", "armv7l")
+    return "qemu" in text.lower() or (arm and "vendor_id" in text)
 
 
 def snapshot() -> dict[str, Any]:

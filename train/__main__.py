@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, default=0.5, help="width multiplier (any float > 0)")
     parser.add_argument("--size", type=parse_input_size, default=(160, 160), help="input size: 160 or HxW")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="SGD+Nesterov or AdamW")
     parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (cosine decay after warm-up)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     run_json = args.out / "run.json"
     if run_json.exists() and not args.restart:
         previous = json.loads(run_json.read_text())
-        if previous.get("model") != run_info["model"] or previous.get("labels") != run_info["labels"]:
+        current = json.loads(json.dumps(run_info))  # compare as stored: tuples become lists
+        if previous.get("model") != current["model"] or previous.get("labels") != current["labels"]:
             print(
                 f"error: {args.out} holds a run with a different model or labels ({previous.get('model')}); "
                 "use another --out or --restart",

@@ -41,7 +41,7 @@ class TrainConfig:
     """Optimisation settings; printed with and stored in every run."""
 
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 16
     optimizer: str = "sgd"
     learning_rate: float = 0.05
     warmup_epochs: float = 1.0

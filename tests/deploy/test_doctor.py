@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import doctor
+from edge import doctor, system
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,13 +49,13 @@ def test_emulation_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("EDGE_EMULATED", raising=False)
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor : 0\nvendor_id : GenuineIntel\n")
-    monkeypatch.setattr(doctor.platform, "machine", lambda: "aarch64")
-    assert doctor.is_emulated(cpuinfo)
+    monkeypatch.setattr(system.platform, "machine", lambda: "aarch64")
+    assert system.is_emulated(cpuinfo)
     cpuinfo.write_text("processor : 0\nBogoMIPS : 108.00\nCPU implementer : 0x41\n")
-    assert not doctor.is_emulated(cpuinfo)
-    monkeypatch.setattr(doctor.platform, "machine", lambda: "x86_64")
+    assert not system.is_emulated(cpuinfo)
+    monkeypatch.setattr(system.platform, "machine", lambda: "x86_64")
     cpuinfo.write_text("processor : 0\nvendor_id : GenuineIntel\n")
-    assert not doctor.is_emulated(cpuinfo)
+    assert not system.is_emulated(cpuinfo)
 
 
 def test_a_crashing_check_is_reported_not_raised() -> None:
