@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     from convert import accuracy
     from convert.calibration import calibration_images
     from convert.converter import convert
-    from convert.io import atomic_write_bytes
+    from edge.atomic import atomic_write_bytes
     from edge.metadata import embed_metadata, read_metadata
     from train.evaluate import load_run
 

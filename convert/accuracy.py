@@ -176,7 +176,7 @@ def format_table(results: Sequence[VariantResult]) -> str:
 
 def write_report(results: Sequence[VariantResult], out_model: Path, extra: dict) -> tuple[Path, Path]:
     """Write ``<out>.accuracy.json`` and ``<out>.accuracy.md`` next to the model; returns both paths."""
-    from convert.io import atomic_write_bytes
+    from edge.atomic import atomic_write_bytes
 
     base = out_model.with_suffix("")
     json_path = base.with_name(base.name + ".accuracy.json")

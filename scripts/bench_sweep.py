@@ -219,7 +219,7 @@ def _cached_models(
 ) -> dict[str, Path]:
     """float32 and int8 ``.tflite`` for ``model`` from the cache, converting what is missing."""
     from convert.converter import convert
-    from convert.io import atomic_write_bytes
+    from edge.atomic import atomic_write_bytes
 
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
     folder = settings.cache_dir / cell

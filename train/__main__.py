@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     import keras
-    import tensorflow as tf
 
     from train.augment import AugmentConfig
     from train.datasets import load_dataset
@@ -176,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    del tf
     elapsed = time.monotonic() - started
     print(
         f"done in {elapsed / 60:.1f} min: best val mAP@0.5 {metrics.get('val_map50', float('nan')):.4f} "

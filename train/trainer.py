@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +28,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from edge.anchors import ANCHOR_CODE_VERSION
+from edge.atomic import atomic_write_bytes
 from train.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,7 @@ def make_optimizer(name: str, learning_rate, weight_decay: float) -> keras.optim
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -205,12 +198,11 @@ class Trainer:
             return list(csv.DictReader(handle))
 
     def _write_history(self, rows: list[dict]) -> None:
-        fields = list(rows[0])
-        with tempfile.NamedTemporaryFile("w", dir=self.out_dir, delete=False, suffix=".tmp", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(handle.name, self.out_dir / "history.csv")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.out_dir / "history.csv", text.getvalue())
 
     def fit(self) -> dict:
         """Train until ``epochs``, early stopping or the time budget; returns the final ``metrics.json`` dict."""

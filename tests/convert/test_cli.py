@@ -11,7 +11,7 @@ import pytest
 
 from convert.__main__ import main
 from convert.accuracy import AccuracyGateError, VariantResult, check_gate
-from convert.io import atomic_write_bytes
+from edge.atomic import atomic_write_bytes
 from edge.metadata import read_metadata
 from edge.shapes import CLASS_NAMES
 from tests.convert.conftest import build_tiny_detector
