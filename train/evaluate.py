@@ -268,34 +268,15 @@ def keras_predict_fn(model: Any) -> PredictFn:
 
 
 def evaluate_model(
-    model: Any,
-    records: Sequence[GroundTruth],
-    config: ModelConfig,
-    labels: Sequence[str],
-    batch_size: int = 32,
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.5,
-    max_detections: int = 100,
-    decode_fn: DecodeFn | None = None,
-    progress: bool = True,
+    model: Any, records: Sequence[GroundTruth], config: ModelConfig, labels: Sequence[str], **options
 ) -> dict:
     """Evaluate a Keras inference model (docs/ARCHITECTURE.md contract) on ``records``.
 
-    Same arguments and result as ``evaluate_predictions``: ``map50`` (VOC AP@0.5, all-point),
-    ``per_class_ap50`` by label, ``coco_map`` (AP@[.5:.95]), ``coco_ap50``, ``coco_ap75``, ``num_images``.
+    ``evaluate_predictions`` with ``keras_predict_fn(model)``: same keyword ``options`` (``batch_size``,
+    ``score_threshold``, ``iou_threshold``, ``max_detections``, ``decode_fn``, ``progress``) and result
+    (``map50``, ``per_class_ap50``, ``coco_map``, ...).
     """
-    return evaluate_predictions(
-        keras_predict_fn(model),
-        records,
-        config,
-        labels,
-        batch_size=batch_size,
-        score_threshold=score_threshold,
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-        decode_fn=decode_fn,
-        progress=progress,
-    )
+    return evaluate_predictions(keras_predict_fn(model), records, config, labels, **options)
 
 
 def format_report(result: dict) -> str:

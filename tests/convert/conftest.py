@@ -63,3 +63,27 @@ def calibration_set(tiny_config) -> list[np.ndarray]:
         small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
         images.append(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
     return images
+
+
+def run_tflite(model_bytes: bytes, image: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Invoke a converted model on one uint8 RGB ``image`` at its input size.
+
+    Returns ``({output name: dequantized array (1, ...)}, {output name: interpreter output detail})``,
+    named as the model's metadata names them (``box_deltas``/``class_scores`` or the builtin four).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.accuracy import dequantize
+    from edge.metadata import read_metadata
+
+    interpreter = Interpreter(model_content=model_bytes)
+    interpreter.allocate_tensors()
+    (model_input,) = interpreter.get_input_details()
+    interpreter.set_tensor(model_input["index"], image[None].astype(model_input["dtype"]))
+    interpreter.invoke()
+    details = interpreter.get_output_details()
+    positions = read_metadata(model_bytes).outputs
+    outputs = {
+        name: dequantize(interpreter.get_tensor(details[i]["index"]), details[i]) for name, i in positions.items()
+    }
+    return outputs, {name: details[i] for name, i in positions.items()}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.accuracy import dequantize
 from convert.converter import BuiltinPostprocess, convert
 from edge.boxes import iou_matrix
 from edge.metadata import read_metadata
 from edge.postprocess import decode_and_nms
-from tests.convert.conftest import LABELS
+from tests.convert.conftest import LABELS, run_tflite
 
 SCORE_THRESHOLD = 0.26  # the untrained stand-in scores ~1/4 everywhere: a few hundred candidates pass
 OPTIONS = BuiltinPostprocess(
@@ -19,19 +18,20 @@ OPTIONS = BuiltinPostprocess(
 
 
 def _invoke(model_bytes: bytes, image: np.ndarray) -> dict[str, np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
+    return run_tflite(model_bytes, image)[0]
 
-    metadata = read_metadata(model_bytes)
-    interpreter = Interpreter(model_content=model_bytes)
-    interpreter.allocate_tensors()
-    (model_input,) = interpreter.get_input_details()
-    interpreter.set_tensor(model_input["index"], image[None].astype(model_input["dtype"]))
-    interpreter.invoke()
-    details = interpreter.get_output_details()
-    return {
-        name: dequantize(interpreter.get_tensor(details[i]["index"]), details[i])
-        for name, i in metadata.outputs.items()
-    }
+
+def _numpy_detections(outputs: dict[str, np.ndarray], config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edge's decoder and NMS on the raw variant's outputs, with the builtin op's settings."""
+    return decode_and_nms(
+        outputs["box_deltas"][0],
+        outputs["class_scores"][0],
+        config.generate_anchors(),
+        score_threshold=SCORE_THRESHOLD,
+        iou_threshold=OPTIONS.iou_threshold,
+        max_detections=OPTIONS.max_detections,
+        variances=config.variances,
+    )
 
 
 def _builtin_detections(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,18 +61,8 @@ def test_builtin_outputs_and_metadata(float_models, tiny_config, calibration_set
 
 def test_builtin_matches_numpy_decoder(float_models, tiny_config, calibration_set):
     raw, builtin = float_models
-    anchors = tiny_config.generate_anchors()
     for image in calibration_set[:4]:
-        outputs = _invoke(raw, image)
-        expected = decode_and_nms(
-            outputs["box_deltas"][0],
-            outputs["class_scores"][0],
-            anchors,
-            score_threshold=SCORE_THRESHOLD,
-            iou_threshold=OPTIONS.iou_threshold,
-            max_detections=OPTIONS.max_detections,
-            variances=tiny_config.variances,
-        )
+        expected = _numpy_detections(_invoke(raw, image), tiny_config)
         boxes, scores, classes = _builtin_detections(_invoke(builtin, image))
         assert len(scores) == len(expected[1]) > 0
         np.testing.assert_allclose(scores, expected[1], atol=1e-5)
@@ -86,18 +76,8 @@ def test_int8_builtin_matches_numpy_decoder_on_the_same_int8_outputs(tiny_model,
         tiny_model, tiny_config, LABELS, "int8", calibration_set, postprocess="builtin", builtin_options=OPTIONS
     )
     assert read_metadata(builtin).input_dtype == "uint8"
-    anchors = tiny_config.generate_anchors()
     image = calibration_set[0]
-    outputs = _invoke(raw, image)
-    expected = decode_and_nms(
-        outputs["box_deltas"][0],
-        outputs["class_scores"][0],
-        anchors,
-        score_threshold=SCORE_THRESHOLD,
-        iou_threshold=OPTIONS.iou_threshold,
-        max_detections=OPTIONS.max_detections,
-        variances=tiny_config.variances,
-    )
+    expected = _numpy_detections(_invoke(raw, image), tiny_config)
     boxes, scores, classes = _builtin_detections(_invoke(builtin, image))
     # int8 scores are multiples of 1/256, so equal scores are common and the two NMS implementations may
     # break those ties differently; every detection above the lowest score level must be found in both.

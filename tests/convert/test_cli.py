@@ -42,25 +42,15 @@ def run_dir(tmp_path_factory, dataset) -> Path:
     return _make_run(tmp_path_factory.mktemp("runs") / "tiny", dataset)
 
 
+def _convert_int8(run_dir: Path, out: Path, calibration_images: int, max_map_drop: float, *extra: str) -> int:
+    args = ["--quant", "int8", "--out", str(out), "--calibration-images", str(calibration_images)]
+    return main([str(run_dir), *args, "--max-map-drop", str(max_map_drop), *extra])
+
+
 @pytest.fixture(scope="module")
 def converted(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny_int8.tflite"
-    rc = main(
-        [
-            str(run_dir),
-            "--quant",
-            "int8",
-            "--out",
-            str(out),
-            "--calibration-images",
-            "4",
-            "--compare",
-            "float32,int8",
-            "--max-map-drop",
-            "100",
-        ]
-    )
-    return rc, out
+    return _convert_int8(run_dir, out, 4, 100, "--compare", "float32,int8"), out
 
 
 def test_converts_a_run_to_int8_with_accuracy_table(converted):
@@ -84,21 +74,7 @@ def test_converts_a_run_to_int8_with_accuracy_table(converted):
 
 def test_gate_failure_exits_1_and_writes_no_model(run_dir, tmp_path, capsys):
     out = tmp_path / "strict.tflite"
-    rc = main(
-        [
-            str(run_dir),
-            "--quant",
-            "int8",
-            "--out",
-            str(out),
-            "--calibration-images",
-            "2",
-            "--max-map-drop",
-            "-1",
-            "--eval-images",
-            "3",
-        ]
-    )
+    rc = _convert_int8(run_dir, out, 2, -1, "--eval-images", "3")
     assert rc == 1
     assert "accuracy gate failed" in capsys.readouterr().err
     assert not out.exists()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.accuracy import dequantize
 from convert.converter import QUANT_MODES, check_detector, convert
 from edge.metadata import read_metadata
-from tests.convert.conftest import LABELS
+from tests.convert.conftest import LABELS, run_tflite
 
 INT8_TOLERANCE_STEPS = 4
 """Documented int8 tolerance: each dequantized output is within 4 of its own quantization steps
@@ -29,21 +28,6 @@ def _interpreter(model_bytes: bytes):
     interpreter = Interpreter(model_content=model_bytes)
     interpreter.allocate_tensors()
     return interpreter
-
-
-def _run_raw(model_bytes: bytes, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    interpreter = _interpreter(model_bytes)
-    metadata = read_metadata(model_bytes)
-    (model_input,) = interpreter.get_input_details()
-    interpreter.set_tensor(model_input["index"], image[None].astype(model_input["dtype"]))
-    interpreter.invoke()
-    outputs = interpreter.get_output_details()
-    box, score = outputs[metadata.outputs["box_deltas"]], outputs[metadata.outputs["class_scores"]]
-    return (
-        dequantize(interpreter.get_tensor(box["index"]), box)[0],
-        dequantize(interpreter.get_tensor(score["index"]), score)[0],
-        [box, score],
-    )
 
 
 @pytest.mark.parametrize("quant", QUANT_MODES)
@@ -95,7 +79,8 @@ def test_int8_weights_are_per_channel_int8(converted):
 
 def test_float32_matches_keras(converted, tiny_model, calibration_set):
     for image in calibration_set[:3]:
-        deltas, scores, _ = _run_raw(converted["float32"], image)
+        outputs, _ = run_tflite(converted["float32"], image)
+        deltas, scores = outputs["box_deltas"][0], outputs["class_scores"][0]
         ref_deltas, ref_scores = tiny_model.predict_on_batch(image[None].astype(np.float32))
         np.testing.assert_allclose(deltas, ref_deltas[0], atol=1e-4)
         np.testing.assert_allclose(scores, ref_scores[0], atol=1e-4)
@@ -103,9 +88,10 @@ def test_float32_matches_keras(converted, tiny_model, calibration_set):
 
 def test_int8_matches_keras_within_quantization_steps(converted, tiny_model, calibration_set):
     for image in calibration_set[:3]:
-        deltas, scores, details = _run_raw(converted["int8"], image)
+        outputs, details = run_tflite(converted["int8"], image)
+        deltas, scores = outputs["box_deltas"][0], outputs["class_scores"][0]
         ref_deltas, ref_scores = tiny_model.predict_on_batch(image[None].astype(np.float32))
-        box_scale, score_scale = (d["quantization"][0] for d in details)
+        box_scale, score_scale = (details[name]["quantization"][0] for name in ("box_deltas", "class_scores"))
         assert score_scale == pytest.approx(1 / 256)
         assert np.abs(deltas - ref_deltas[0]).max() <= INT8_TOLERANCE_STEPS * box_scale
         assert np.abs(scores - ref_scores[0]).max() <= INT8_TOLERANCE_STEPS * score_scale

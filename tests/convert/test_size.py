@@ -14,7 +14,7 @@ import pytest
 
 from convert.converter import convert, shorten_tensor_names
 from edge.metadata import TFLITE_IDENTIFIER, pack_model, read_metadata
-from tests.convert.conftest import LABELS, build_tiny_detector
+from tests.convert.conftest import LABELS, build_tiny_detector, run_tflite
 from train.config import ModelConfig
 
 SIZE_RATIO_LIMIT = 0.27
@@ -35,14 +35,7 @@ def _naive_pack(tflite_bytes: bytes) -> bytes:
 
 
 def _outputs(model_bytes: bytes, image: np.ndarray) -> list[np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=model_bytes)
-    interpreter.allocate_tensors()
-    (model_input,) = interpreter.get_input_details()
-    interpreter.set_tensor(model_input["index"], image[None].astype(model_input["dtype"]))
-    interpreter.invoke()
-    return [interpreter.get_tensor(detail["index"]).copy() for detail in interpreter.get_output_details()]
+    return list(run_tflite(model_bytes, image)[0].values())
 
 
 def test_int8_is_at_most_027x_float32_size(tiny_config, calibration_set):
