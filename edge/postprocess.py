@@ -23,7 +23,8 @@ import numpy as np
 from edge.boxes import VARIANCES, decode_boxes
 
 PRE_NMS_TOP_K = 400
-"""Candidates (anchor, class pairs) kept after the score filter, before the O(n^2) NMS."""
+"""Candidates (anchor, class pairs) kept after the score filter, before NMS (whose work grows as candidates x
+the largest class's candidates)."""
 
 _EMPTY_BOXES = np.zeros((0, 4), dtype=np.float32)
 
@@ -32,50 +33,107 @@ def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _EMPTY_BOXES.copy(), np.zeros((0,), dtype=np.float32), np.zeros((0,), dtype=np.int32)
 
 
-def _batched_nms_sorted(boxes: np.ndarray, classes: np.ndarray, iou_threshold: float, max_output: int) -> np.ndarray:
-    """Class-aware greedy NMS over corner ``boxes`` ``(K, 4)`` float32 sorted best first, ``classes`` ``(K,)`` int.
+_SIGNS = np.array([[-1.0], [-1.0], [1.0], [1.0]], dtype=np.float32)
+"""Turns rows ``ymin, xmin, ymax, xmax`` into ``-ymin, -xmin, ymax, xmax``: one ``np.minimum`` of two boxes
+then gives ``-max(ymin), -max(xmin), min(ymax), min(xmax)``, the corners of their intersection."""
 
-    Returns kept row indices ``(M,)`` int64 in ascending order (= best first), at most ``max_output``.
+_POWERS_OF_TWO = 2.0 ** np.arange(53)
+"""``2**r`` as float64: its dot product with a 0/1 column of at most 53 rows is the column's exact bitmask."""
 
-    Identical to greedy NMS run per class, but vectorized across classes: candidates are grouped
-    by class (score order kept inside a group) and every round keeps the best remaining box of
-    *each* class and drops the boxes of that class overlapping it by IoU ``> iou_threshold``.
-    The best remaining box of a class after such a round is always kept by greedy NMS, so the
-    number of Python-level rounds is the largest number of detections of one class (usually 1-3),
-    not the number of candidates or detections.
+_BAND_PAIRS = 1 << 18
+"""Box pairs compared per vectorized step: bounds the temporary arrays to a few MiB."""
+
+
+def _suppression_masks(
+    corners: np.ndarray, depth: int, lo: int, hi: int, iou_threshold: float, areas: np.ndarray | None = None
+) -> list[int]:
+    """For boxes ``lo <= i < hi``: which of itself and the ``depth`` boxes after it box ``i`` removes if kept.
+
+    ``corners``: ``(4, K + depth)`` float32 rows ``-ymin, -xmin, ymax, xmax`` of ``K`` boxes, then ``depth``
+    zero columns; ``areas``: ``(K + depth,)`` their areas, or None when ``lo, hi = 0, K`` (then they come
+    out of the pass itself). Returns one int per box ``i`` (a float holding an exact integer when
+    ``depth < 53``): bit 0 is always set (the box itself), bit ``r > 0`` when
+    ``IoU(box i, box i + r) > iou_threshold``. Pairs reaching past box ``K - 1`` mean nothing.
     """
+    count = hi - lo
+    item = corners.itemsize
+    # following[c, r, i] = corners[c, lo + i + r]: box lo + i + r next to box lo + i (r = 0: the box itself).
+    following = np.ndarray((4, depth + 1, count), np.float32, corners, lo * item, (corners.strides[0], item, item))
+    bounds = np.minimum(corners[:, None, lo:hi], following)
+    sides = bounds[2:]
+    sides += bounds[:2]  # height and width of each intersection
+    np.maximum(sides, np.zeros(sides.shape, dtype=np.float32), out=sides)
+    inter = sides[0] * sides[1]  # (depth + 1, count); row 0: each box's own area
+    if areas is None:  # all boxes in one pass: row 0 has every area, and reading on past it only meets padding
+        areas = inter.reshape(-1)
+    # union[r, i] = area of box lo + i + r + area of box lo + i - inter
+    union = np.add(np.ndarray((depth + 1, count), np.float32, areas, lo * item, (item, item)), areas[lo:hi])
+    union -= inter
+    # IoU > t  <=>  inter > t * union; zero-area pairs have inter == 0 and are never suppressed.
+    union *= iou_threshold
+    suppress = inter > union
+    suppress[0] = True
+    if depth < _POWERS_OF_TWO.size:
+        return (_POWERS_OF_TWO[: depth + 1] @ suppress).tolist()
+    width = (depth + 8) // 8
+    packed = np.packbits(suppress, axis=0, bitorder="little").tobytes("F")  # box i's bytes: [i * width, ...)
+    return [int.from_bytes(packed[i * width : (i + 1) * width], "little") for i in range(count)]
+
+
+def grouped_nms(boxes: np.ndarray, classes: np.ndarray, iou_threshold: float = 0.5) -> list[int]:
+    """Class-aware greedy NMS over candidates grouped by class (the NMS step of ``decode_and_nms``).
+
+    Args:
+        boxes: ``(K, 4)`` corner boxes ``ymin, xmin, ymax, xmax`` (``ymin <= ymax``, ``xmin <= xmax``, any
+            consistent units).
+        classes: ``(K,)`` non-negative ints in non-decreasing order; inside a class the candidates are
+            sorted best first.
+        iou_threshold: a box is suppressed by a kept box of its class when their IoU is ``> iou_threshold``.
+
+    Returns:
+        Positions of the kept candidates in ascending order (class by class, best first inside a class).
+
+    Identical to greedy NMS run per class. A class's candidates are contiguous, so every same-class pair
+    lies within ``D`` = (largest class size - 1) positions: one vectorized pass over that band of pairs
+    does all the IoU tests NMS can need. Each box's row of the band becomes a Python int bitmask, and the
+    greedy pass loops over the kept boxes only: the lowest remaining bit of a class is its best remaining
+    box, which is kept and clears the bits of the boxes it suppresses.
+    """
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"grouped_nms: boxes must have shape (K, 4), got {boxes.shape}")
     num = boxes.shape[0]
-    group_order = np.argsort(classes, kind="stable")
-    coords = np.empty((5, num), dtype=np.float32)  # ymin, xmin, ymax, xmax, area; one column per candidate
-    np.take(boxes.T, group_order, axis=1, out=coords[:4])
-    np.multiply(coords[2] - coords[0], coords[3] - coords[1], out=coords[4])
-    group = classes[group_order]  # sorted, so searchsorted finds the first box of each class
-    ids = group_order
+    if num == 0:
+        return []
+    counts = np.bincount(classes).tolist()
+    depth = max(counts) - 1
+    if depth == 0:
+        return list(range(num))
+    corners = np.zeros((4, num + depth), dtype=np.float32)
+    np.multiply(boxes.T, _SIGNS, out=corners[:, :num])
+    step = max(_BAND_PAIRS // (depth + 1), 1)
+    if step >= num:
+        masks = _suppression_masks(corners, depth, 0, num, iou_threshold)
+    else:  # a few boxes at a time, to bound the temporary arrays
+        sides = corners[2:] + corners[:2]
+        np.maximum(sides, 0.0, out=sides)
+        areas = sides[0] * sides[1]
+        masks = []
+        for lo in range(0, num, step):
+            masks += _suppression_masks(corners, depth, lo, min(lo + step, num), iou_threshold, areas)
     kept = []
-    while True:
-        lead = group.searchsorted(group)  # position of the best remaining box of the same class
-        leader = lead == np.arange(group.size)
-        kept.append(ids[leader])
-        if kept[-1].size == group.size:
-            break
-        lead_coords = coords[:, lead]
-        overlap = np.minimum(coords[2:4], lead_coords[2:4])
-        overlap -= np.maximum(coords[:2], lead_coords[:2])
-        np.maximum(overlap, 0.0, out=overlap)
-        inter = overlap[0] * overlap[1]
-        union = coords[4] + lead_coords[4]
-        union -= inter
-        # IoU > t  <=>  inter > t * union; zero-area pairs have inter == 0 and are never suppressed.
-        union *= iou_threshold
-        survive = inter <= union
-        survive[leader] = False
-        ids = ids[survive]
-        if not ids.size:
-            break
-        coords, group = coords[:, survive], group[survive]
-    keep = np.concatenate(kept) if len(kept) > 1 else kept[0]
-    keep.sort()
-    return keep[:max_output]
+    start = 0
+    for size in counts:
+        if size == 1:
+            kept.append(start)
+        elif size:
+            remaining = (1 << size) - 1  # bit j: box start + j is neither kept nor suppressed yet
+            while remaining:
+                position = (remaining & -remaining).bit_length() - 1  # the best box left
+                kept.append(start + position)
+                remaining &= ~(int(masks[start + position]) << position)
+        start += size
+    return kept
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, max_output: int = 100) -> np.ndarray:
@@ -99,8 +157,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, max_o
     if boxes.shape[0] == 0 or max_output <= 0:
         return np.zeros((0,), dtype=np.int64)
     order = np.argsort(-scores, kind="stable")
-    single_class = np.zeros(boxes.shape[0], dtype=np.int64)
-    return order[_batched_nms_sorted(boxes[order], single_class, float(iou_threshold), int(max_output))]
+    kept = grouped_nms(boxes[order], np.zeros(boxes.shape[0], dtype=np.intp), float(iou_threshold))
+    return order[kept[:max_output]]
 
 
 def decode_and_nms(
@@ -153,15 +211,19 @@ def decode_and_nms(
         # O(n) partition first (a low threshold can leave tens of thousands of candidates).
         top = np.sort(np.argpartition(-scores, pre_nms_top_k - 1)[:pre_nms_top_k])
         flat, scores = flat[top], scores[top]
-    order = np.argsort(-scores, kind="stable")
-    flat, scores = flat[order], scores[order].astype(np.float32, copy=False)
     anchor_index, class_index = np.divmod(flat, num_columns)
+    # The one sort: by class, best first inside a class (ties: lower anchor first), as grouped_nms wants.
+    order = np.lexsort((-scores, class_index))
+    anchor_index, class_index = anchor_index[order], class_index[order]
 
     boxes = decode_boxes(np.asarray(box_deltas)[anchor_index], np.asarray(anchors)[anchor_index], variances)
     np.clip(boxes, 0.0, 1.0, out=boxes)
-    keep = _batched_nms_sorted(boxes, class_index, float(iou_threshold), int(max_detections))
+    keep = np.asarray(grouped_nms(boxes, class_index, float(iou_threshold)), dtype=np.intp)
+    candidate_index = order[keep]
+    # Best first; equal scores keep candidate order (anchor, then class).
+    keep = keep[np.lexsort((candidate_index, -scores[candidate_index]))[:max_detections]]
     return (
         boxes[keep].astype(np.float32, copy=False),
-        scores[keep],
+        scores[order[keep]].astype(np.float32, copy=False),
         (class_index[keep] - 1).astype(np.int32),
     )

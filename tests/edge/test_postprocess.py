@@ -7,9 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 
+from edge import postprocess
 from edge.anchors import generate_anchors
 from edge.boxes import corners_to_center, decode_boxes, encode_boxes, iou_matrix
-from edge.postprocess import decode_and_nms, nms
+from edge.postprocess import decode_and_nms, grouped_nms, nms
 
 
 def _outputs(boxes: list[list[float]], class_probs: list[dict[int, float]]) -> tuple[np.ndarray, ...]:
@@ -142,6 +143,53 @@ def test_nms_matches_plain_greedy_on_random_boxes():
         scores = rng.choice(np.linspace(0, 1, 7), n).astype(np.float32)  # with ties
         threshold = float(rng.uniform(0.1, 0.8))
         assert nms(boxes, scores, threshold, max_output=1000).tolist() == _greedy_reference(boxes, scores, threshold)
+
+
+def _random_grouped(rng: np.random.Generator, sizes: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes in clusters, grouped by class (ascending) with tied scores best first: boxes, scores, classes."""
+    classes = np.repeat(np.arange(len(sizes)) * 2, sizes)  # gaps: classes need not be consecutive
+    n = classes.size
+    centers = rng.uniform(0.2, 0.8, (3, 2))[rng.integers(0, 3, n)] + rng.normal(0, 0.05, (n, 2))
+    half = rng.uniform(0.02, 0.2, (n, 2))
+    boxes = np.concatenate([centers - half, centers + half], axis=1).clip(0, 1).astype(np.float32)
+    scores = rng.choice(np.linspace(0.1, 1, 6), n).astype(np.float32)
+    order = np.lexsort((-scores, classes))
+    return boxes[order], scores[order], classes[order]
+
+
+@pytest.mark.parametrize("sizes", [[1], [5], [3, 1, 7, 1], [12, 30, 2], [70, 4], [1, 1, 1]])
+def test_grouped_nms_is_per_class_greedy(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    boxes, scores, classes = _random_grouped(rng, sizes)
+    for threshold in (0.0, 0.3, 0.5, 0.9, 1.0):
+        expected = []
+        for c in np.unique(classes):
+            rows = np.flatnonzero(classes == c)
+            expected += rows[_greedy_reference(boxes[rows], scores[rows], threshold)].tolist()
+        assert grouped_nms(boxes, classes, threshold) == sorted(expected)
+
+
+def test_grouped_nms_in_several_steps_matches_one(monkeypatch):
+    """Large bands are compared a few columns at a time; the result must not depend on the step."""
+    boxes, _, classes = _random_grouped(np.random.default_rng(5), [40, 3, 60, 1])
+    whole = grouped_nms(boxes, classes, 0.4)
+    monkeypatch.setattr(postprocess, "_BAND_PAIRS", 7 * 61)  # 7 boxes per step for the 61-deep band
+    assert grouped_nms(boxes, classes, 0.4) == whole
+    monkeypatch.setattr(postprocess, "_BAND_PAIRS", 1)
+    assert grouped_nms(boxes, classes, 0.4) == whole
+
+
+def test_grouped_nms_edge_cases():
+    square = [0.125, 0.125, 0.625, 0.625]
+    point = [0.25, 0.25, 0.25, 0.25]  # zero area: never suppressed, suppresses nothing
+    half = [0.125, 0.125, 0.625, 0.375]  # IoU with square exactly 0.5
+    boxes = np.array([square, square, point, point, half], dtype=np.float32)
+    assert grouped_nms(boxes, np.zeros(5, dtype=np.int64), 0.5) == [0, 2, 3, 4]
+    assert grouped_nms(boxes, np.zeros(5, dtype=np.int64), 0.49) == [0, 2, 3]
+    assert grouped_nms(boxes, np.array([0, 1, 1, 2, 2]), 0.5) == [0, 1, 2, 3, 4]
+    assert grouped_nms(np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.int64)) == []
+    with pytest.raises(ValueError, match="boxes"):
+        grouped_nms(np.zeros((3, 3)), np.zeros(3, dtype=np.int64))
 
 
 def _realistic_outputs(seed: int, num_classes: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
