@@ -11,10 +11,13 @@ import json
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
+from edge.atomic import atomic_write_bytes
 
 STAGES: tuple[str, ...] = ("wait", "preprocess", "invoke", "postprocess", "output")
 """Per-frame stages, in pipeline order: waiting for a frame, preprocessing, interpreter, decode+NMS, draw/output."""
@@ -80,21 +83,28 @@ class PipelineStats:
                     self._stages[name].add(value)
             self._e2e.add(e2e_ms)
             self._finish_times.append(now)
+            self._forget_before(now - self._fps_window_s)
             self.frames += 1
 
     def set_dropped(self, dropped: int) -> None:
         with self._lock:
             self.dropped = dropped
 
+    def _forget_before(self, cutoff: float) -> None:
+        """Drop finish times older than ``cutoff`` (oldest first, so amortized O(1) per frame); lock held."""
+        times = self._finish_times
+        while times and times[0] < cutoff:
+            times.popleft()
+
     def fps(self) -> float:
         """Frames finished per second over the last ``fps_window_s`` seconds (0.0 before two frames)."""
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._finish_times if now - t <= self._fps_window_s]
-        if len(recent) < 2:
-            return 0.0
-        span = recent[-1] - recent[0]
-        return (len(recent) - 1) / span if span > 0 else 0.0
+            self._forget_before(now - self._fps_window_s)
+            if len(self._finish_times) < 2:
+                return 0.0
+            count, span = len(self._finish_times), self._finish_times[-1] - self._finish_times[0]
+        return (count - 1) / span if span > 0 else 0.0
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started
@@ -160,13 +170,15 @@ class StatusPrinter:
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:
-    """Write ``report`` as indented JSON atomically (temp file + rename) so a signal mid-write leaves no torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
-    return path
+    """Write ``report`` as indented JSON through ``edge.atomic``: a signal mid-write leaves the old file or none."""
+    data = (json.dumps(report, indent=2, default=_json_default) + "\n").encode()
+    return atomic_write_bytes(path, data)
+
+
+def write_timestamped_report(folder: str | Path, name: str, report: dict[str, Any]) -> Path:
+    """Write ``report`` (see ``write_report``) to ``folder/<name>_<UTC time>.json``, e.g. ``pipeline_20260101T120000Z``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return write_report(Path(folder) / f"{name}_{stamp}.json", report)
 
 
 def _json_default(value: Any) -> Any:

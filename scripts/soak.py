@@ -8,7 +8,6 @@ Runs on an unpaced synthetic source with mAP evaluation, a JSONL sink (to /dev/n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from edge.metrics import DetectionEvaluator
 from edge.outputs import JsonlOutput, MjpegOutput
 from edge.pipeline import Pipeline
 from edge.sources import SyntheticSource, parse_resolution
+from edge.stats import write_timestamped_report
 
 GOAL_GROWTH_MB = 5.0
 
@@ -85,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy": pipeline.report()["accuracy"],
         "system": system.snapshot(),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"soak_{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {path}")
+    print(f"saved {write_timestamped_report(args.out, 'soak', result)}")
     return 0 if growth is not None and growth < GOAL_GROWTH_MB else 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 import types
@@ -17,7 +18,7 @@ from edge.boxes import normalized_to_pixels
 from edge.metrics import DetectionEvaluator
 from edge.outputs import FrameResult, JsonlOutput
 from edge.pipeline import LatestSlot, Pipeline
-from edge.stats import STAGES, PipelineStats, RingBuffer, StatusPrinter, write_report
+from edge.stats import STAGES, PipelineStats, RingBuffer, StatusPrinter, write_report, write_timestamped_report
 
 LABELS = ["circle", "triangle", "square", "star"]
 
@@ -248,3 +249,43 @@ def test_ring_buffer_memory_is_bounded_and_percentiles_correct() -> None:
     assert summary["mean"] == pytest.approx(499.5)
     assert summary["p50"] == pytest.approx(949.5) and summary["max"] == 999.0
     assert RingBuffer().summary()["p95"] is None
+
+
+def test_rolling_fps_forgets_frames_outside_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    stats = PipelineStats(fps_window_s=2.0)
+    assert stats.fps() == 0.0
+    for _ in range(50):  # 10 FPS for 5 s
+        clock[0] += 0.1
+        stats.record({"invoke": 1.0}, 5.0)
+    assert stats.fps() == pytest.approx(10.0)
+    assert len(stats._finish_times) <= 21  # only the window is kept: O(1) work per frame
+    clock[0] += 1.55  # only the frames of the last 0.45 s of the window remain
+    assert stats.fps() == pytest.approx(10.0)
+    clock[0] += 1.0
+    assert stats.fps() == 0.0 and stats.frames == 50
+
+
+def test_write_report_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_report(tmp_path / "sub" / "report.json", {"frames": np.int64(3), "fps": np.float32(2.5)})
+    assert json.loads(path.read_text()) == {"frames": 3, "fps": 2.5}
+
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt  # e.g. Ctrl-C between writing the temporary file and renaming it
+
+    monkeypatch.setattr("os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(path, {"frames": 4})
+    assert json.loads(path.read_text()) == {"frames": 3, "fps": 2.5}  # the old report, whole
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary file left
+    with pytest.raises(TypeError):
+        write_report(path, {"frames": object()})
+    assert json.loads(path.read_text())["frames"] == 3
+
+
+def test_write_timestamped_report(tmp_path: Path) -> None:
+    path = write_timestamped_report(tmp_path / "results", "pipeline", {"ratio": 0.95})
+    assert path.parent == tmp_path / "results"
+    assert re.fullmatch(r"pipeline_\d{8}T\d{6}Z\.json", path.name)
+    assert json.loads(path.read_text()) == {"ratio": 0.95}
