@@ -13,12 +13,13 @@ DATA ?= data/synthetic
 RUN ?= runs/demo
 ALPHA ?= 0.5
 SIZE ?= 160
-EPOCHS ?= 14
-AUGMENT ?= light
-TRAIN_MINUTES ?= 12
-NUM_IMAGES ?= 3000
+EPOCHS ?= 4
+AUGMENT ?= none
+TRAIN_MINUTES ?= 12.5
+NUM_IMAGES ?= 12000
+VAL_FRACTION ?= 0.05
 SEED ?= 0
-TRAIN_ARGS ?= --eval-every 2
+TRAIN_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
@@ -42,7 +43,7 @@ lint: $(STAMP)  ## ruff lint + format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 $(DATA)/ImageSets/Main/train.txt: | $(STAMP)
-	$(PY) -m train.synthetic --out $(DATA) --num-images $(NUM_IMAGES) --seed $(SEED)
+	$(PY) -m train.synthetic --out $(DATA) --num-images $(NUM_IMAGES) --val-fraction $(VAL_FRACTION) --seed $(SEED)
 
 data: $(DATA)/ImageSets/Main/train.txt  ## generate the built-in synthetic dataset (Pascal VOC layout)
 

@@ -258,6 +258,7 @@ class Pipeline:
                 class_ids,
                 frame.ground_truth.boxes,
                 frame.ground_truth.class_ids,
+                frame.ground_truth.difficult,
             )
         self.stats.record(job.stage_ms, (time.monotonic() - frame.timestamp) * 1000.0)
         if self.on_result is not None:

@@ -27,6 +27,10 @@ import numpy as np
 CLASS_NAMES: tuple[str, ...] = ("circle", "triangle", "square", "star")
 
 _SHIFT = 4  # sub-pixel bits for cv2.fillPoly
+DIFFICULT_BELOW_VISIBLE = 0.5
+"""An object with less than this fraction of its area visible is marked difficult."""
+MIN_VISIBLE = 0.1
+"""An object with less than this fraction of its area visible is not annotated at all."""
 _STAR_INNER_RATIO = 0.45
 _SIZE_PER_EXTENT = (1.0, 1.2, 1.41, 1.05)
 """Circumscribed diameter per unit of visual extent, per class: a square of side ``s`` has ``size`` 1.41 s."""
@@ -83,7 +87,8 @@ class Scene:
 
     ``image``: uint8 ``(H, W, 3)`` RGB. ``boxes``: float32 ``(K, 4)`` normalized ymin, xmin, ymax, xmax.
     ``class_ids``: int32 ``(K,)``. ``truncated``/``occluded``: bool ``(K,)`` (shape extends past the
-    frame / is partly hidden by a later object). ``kept``: int ``(K,)`` indices into ``objects``.
+    frame / is partly hidden by a later object). ``visible``: float32 ``(K,)`` fraction of each shape's
+    area that is visible. ``kept``: int ``(K,)`` indices into ``objects``.
     """
 
     image: np.ndarray
@@ -91,8 +96,15 @@ class Scene:
     class_ids: np.ndarray
     truncated: np.ndarray
     occluded: np.ndarray
+    visible: np.ndarray
     kept: np.ndarray
     objects: tuple[SceneObject, ...]
+
+    @property
+    def difficult(self) -> np.ndarray:
+        """bool ``(K,)``: mostly hidden or cut off (less than ``DIFFICULT_BELOW_VISIBLE`` of the shape
+        visible), Pascal VOC's "difficult" (ignored by VOC mAP)."""
+        return self.visible < DIFFICULT_BELOW_VISIBLE
 
 
 # ----------------------------------------------------------------------------- backgrounds
@@ -292,7 +304,7 @@ def random_objects(
     return objects
 
 
-def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible: float = 0.3) -> Scene:
+def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible: float = MIN_VISIBLE) -> Scene:
     """Draw ``objects`` in order over ``background`` (uint8 RGB ``(H, W, 3)``, not modified).
 
     Later objects occlude earlier ones. Each box bounds the object's visible pixels (coverage
@@ -333,7 +345,7 @@ def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible
         rects.append((cy0, cx0, cy1, cx1))
         masks.append(hard)
 
-    boxes, class_ids, kept, trunc, occluded = [], [], [], [], []
+    boxes, class_ids, kept, trunc, occluded, visible_fractions = [], [], [], [], [], []
     for index, (obj, rect) in enumerate(zip(objects, rects, strict=True)):
         if rect is None:
             continue
@@ -351,19 +363,21 @@ def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible
         kept.append(index)
         trunc.append(truncated[index])
         occluded.append(bool((owner[cy0:cy1, cx0:cx1][masks[index]] > index).any()))
+        visible_fractions.append(min(1.0, count / max(obj.area(), 1e-6)))
     return Scene(
         image=image,
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         class_ids=np.asarray(class_ids, dtype=np.int32),
         truncated=np.asarray(trunc, dtype=bool),
         occluded=np.asarray(occluded, dtype=bool),
+        visible=np.asarray(visible_fractions, dtype=np.float32),
         kept=np.asarray(kept, dtype=np.int64),
         objects=tuple(objects),
     )
 
 
 def render_objects(
-    background: np.ndarray, objects: list[SceneObject], min_visible: float = 0.3
+    background: np.ndarray, objects: list[SceneObject], min_visible: float = MIN_VISIBLE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``objects`` over ``background``; see ``render_scene``.
 
@@ -381,7 +395,7 @@ def generate_scene(
     max_objects: int = 6,
     min_size_frac: float = 0.1,
     max_size_frac: float = 0.9,
-    min_visible: float = 0.3,
+    min_visible: float = MIN_VISIBLE,
 ) -> Scene:
     """A random background, random objects over it and mild sensor noise, with full ground truth."""
     background = random_background(rng, height, width)

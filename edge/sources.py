@@ -44,10 +44,11 @@ class SourceUnavailable(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class GroundTruth:
     """Per-frame truth from the synthetic camera: ``boxes`` ``(K, 4)`` float32 normalized ``ymin, xmin, ymax, xmax``,
-    ``class_ids`` ``(K,)`` int 0-based."""
+    ``class_ids`` ``(K,)`` int 0-based, ``difficult`` ``(K,)`` bool or None (mostly hidden: ignored by mAP)."""
 
     boxes: np.ndarray
     class_ids: np.ndarray
+    difficult: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -472,12 +473,12 @@ class SyntheticSource(FrameSource):
         else:
             self._step(1.0 / self.fps)
         self._produced += 1
-        image, boxes, class_ids = shapes.render_objects(self._background, self._objects)
+        scene = shapes.render_scene(self._background, self._objects)
         return Frame(
-            image=image,
+            image=scene.image,
             timestamp=time.monotonic(),
             index=0,
-            ground_truth=GroundTruth(boxes=boxes, class_ids=class_ids),
+            ground_truth=GroundTruth(boxes=scene.boxes, class_ids=scene.class_ids, difficult=scene.difficult),
         )
 
     def _close(self) -> None:

@@ -83,6 +83,7 @@ class Demo:
         before = _mtime(marker)
         command = [self.python, "-m", "train.synthetic", "--out", str(self.data)]
         command += ["--num-images", str(self.args.num_images), "--seed", str(self.args.seed)]
+        command += ["--val-fraction", str(self.args.val_fraction)]
         run_command("data", command)
         if not (self.data / "ImageSets" / "Main" / "train.txt").is_file():
             raise StageError(f"stage 'data': {self.data}/ImageSets/Main/train.txt missing after generation")
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     required = parser.add_argument_group("settings passed by `make demo` (the Makefile holds the defaults)")
     required.add_argument("--data", type=Path, required=True, help="synthetic dataset folder (DATA)")
     required.add_argument("--num-images", type=int, required=True, help="images to generate (NUM_IMAGES)")
+    required.add_argument("--val-fraction", type=float, required=True, help="images held out for val (VAL_FRACTION)")
     required.add_argument("--seed", type=int, required=True, help="seed for data, training and camera (SEED)")
     required.add_argument("--run", type=Path, required=True, help="training run directory (RUN)")
     required.add_argument("--alpha", type=float, required=True, help="width multiplier (ALPHA)")

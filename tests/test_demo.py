@@ -26,7 +26,20 @@ def _load(name: str):
 
 demo = _load("demo")
 
-REQUIRED = ["--num-images", "20", "--seed", "0", "--alpha", "0.25", "--size", "96", "--epochs", "1"]
+REQUIRED = [
+    "--num-images",
+    "20",
+    "--val-fraction",
+    "0.15",
+    "--seed",
+    "0",
+    "--alpha",
+    "0.25",
+    "--size",
+    "96",
+    "--epochs",
+    "1",
+]
 REQUIRED += ["--augment", "light", "--max-train-minutes", "0.1"]
 
 

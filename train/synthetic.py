@@ -32,7 +32,7 @@ from edge.shapes import CLASS_NAMES, Scene, generate_scene
 log = logging.getLogger(__name__)
 
 DEFAULT_JPEG_QUALITY = 92
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped whenever the generator's output changes for the same arguments (invalidates existing datasets)."""
 
 
@@ -40,10 +40,22 @@ def image_id(index: int) -> str:
     return f"{index:06d}"
 
 
-def scene_for_index(seed: int, index: int, height: int, width: int, max_objects: int = 6) -> Scene:
+DEFAULT_MAX_OBJECTS = 10
+DEFAULT_MIN_SIZE = 0.15
+"""Smallest shape extent as a fraction of the image's shorter side (the largest is 0.9)."""
+
+
+def scene_for_index(
+    seed: int,
+    index: int,
+    height: int,
+    width: int,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+    min_size_frac: float = DEFAULT_MIN_SIZE,
+) -> Scene:
     """The scene of image ``index`` for ``seed`` (its RNG is seeded by ``(seed, index)``)."""
     rng = np.random.default_rng([seed, index])
-    return generate_scene(rng, height, width, max_objects=max_objects)
+    return generate_scene(rng, height, width, max_objects=max_objects, min_size_frac=min_size_frac)
 
 
 def split_ids(num_images: int, seed: int, val_fraction: float) -> tuple[list[str], list[str]]:
@@ -74,15 +86,15 @@ def voc_annotation(filename: str, scene: Scene) -> bytes:
     ET.SubElement(size, "depth").text = str(depth)
     ET.SubElement(root, "segmented").text = "0"
     pixel_edges = np.rint(scene.boxes * np.array([height, width, height, width], dtype=np.float64)).astype(int)
-    for (y0, x0, y1, x1), class_id, truncated, occluded in zip(
-        pixel_edges, scene.class_ids, scene.truncated, scene.occluded, strict=True
+    for (y0, x0, y1, x1), class_id, truncated, occluded, difficult in zip(
+        pixel_edges, scene.class_ids, scene.truncated, scene.occluded, scene.difficult, strict=True
     ):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = CLASS_NAMES[int(class_id)]
         ET.SubElement(obj, "pose").text = "Unspecified"
         ET.SubElement(obj, "truncated").text = str(int(truncated))
         ET.SubElement(obj, "occluded").text = str(int(occluded))
-        ET.SubElement(obj, "difficult").text = "0"
+        ET.SubElement(obj, "difficult").text = str(int(difficult))
         box = ET.SubElement(obj, "bndbox")
         ET.SubElement(box, "xmin").text = str(x0 + 1)
         ET.SubElement(box, "ymin").text = str(y0 + 1)
@@ -92,7 +104,16 @@ def voc_annotation(filename: str, scene: Scene) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
 
 
-def _settings(num_images: int, seed: int, width: int, height: int, val_fraction: float, max_objects: int, quality: int):
+def _settings(
+    num_images: int,
+    seed: int,
+    width: int,
+    height: int,
+    val_fraction: float,
+    max_objects: int,
+    quality: int,
+    min_size_frac: float = DEFAULT_MIN_SIZE,
+):
     return {
         "format_version": FORMAT_VERSION,
         "num_images": num_images,
@@ -101,6 +122,7 @@ def _settings(num_images: int, seed: int, width: int, height: int, val_fraction:
         "height": height,
         "val_fraction": val_fraction,
         "max_objects": max_objects,
+        "min_size_frac": min_size_frac,
         "jpeg_quality": quality,
         "labels": list(CLASS_NAMES),
     }
@@ -131,8 +153,9 @@ def generate_dataset(
     width: int = 320,
     height: int = 240,
     val_fraction: float = 0.15,
-    max_objects: int = 6,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    min_size_frac: float = DEFAULT_MIN_SIZE,
     progress: bool = True,
     force: bool = False,
 ) -> Path:
@@ -146,7 +169,9 @@ def generate_dataset(
     if width < 32 or height < 32:
         raise ValueError(f"width and height must be >= 32 pixels, got {width}x{height}")
     out = Path(out_dir)
-    settings = _settings(num_images, seed, width, height, val_fraction, max_objects, jpeg_quality)
+    if not 0.0 < min_size_frac <= 0.9:
+        raise ValueError(f"min_size_frac must be in (0, 0.9], got {min_size_frac}")
+    settings = _settings(num_images, seed, width, height, val_fraction, max_objects, jpeg_quality, min_size_frac)
     train_ids, val_ids = split_ids(num_images, seed, val_fraction)
     if not force and is_complete(out, settings):
         log.info("%s already holds this synthetic dataset (%d images, seed %d); skipping", out, num_images, seed)
@@ -167,7 +192,7 @@ def generate_dataset(
     encode = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
     num_objects = 0
     for index in tqdm(range(num_images), desc=f"synthetic -> {out}", unit="img", disable=not progress):
-        scene = scene_for_index(seed, index, height, width, max_objects)
+        scene = scene_for_index(seed, index, height, width, max_objects, min_size_frac)
         name = image_id(index)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), encode)
         if not ok:
@@ -200,12 +225,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     parser.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
     parser.add_argument("--val-fraction", type=float, default=0.15, help="fraction of images in val (default 0.15)")
-    parser.add_argument("--max-objects", type=int, default=6, help="most shapes per image (default 6)")
+    parser.add_argument(
+        "--max-objects",
+        type=int,
+        default=DEFAULT_MAX_OBJECTS,
+        help=f"most shapes per image (default {DEFAULT_MAX_OBJECTS})",
+    )
+    parser.add_argument(
+        "--min-size",
+        type=float,
+        default=DEFAULT_MIN_SIZE,
+        help=f"smallest shape as a fraction of the shorter image side (default {DEFAULT_MIN_SIZE}; largest 0.9)",
+    )
     parser.add_argument("--force", action="store_true", help="regenerate even if an identical dataset exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(
-        args.num_images, args.seed, args.width, args.height, args.val_fraction, args.max_objects, DEFAULT_JPEG_QUALITY
+        args.num_images,
+        args.seed,
+        args.width,
+        args.height,
+        args.val_fraction,
+        args.max_objects,
+        DEFAULT_JPEG_QUALITY,
+        args.min_size,
     )
     if not args.force and is_complete(args.out, settings):
         print(f"{args.out} already holds a complete synthetic dataset with these arguments; nothing to do")
@@ -219,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             height=args.height,
             val_fraction=args.val_fraction,
             max_objects=args.max_objects,
+            min_size_frac=args.min_size,
             force=args.force,
         )
     except (ValueError, FileExistsError) as error:

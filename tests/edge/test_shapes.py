@@ -94,12 +94,18 @@ def test_occlusion_shrinks_box_and_drops_hidden_objects():
     assert len(boxes) == 1
 
 
-def test_truncation_at_border_and_min_visible():
-    half_out = SceneObject(class_id=0, center_x=0, center_y=60, size=60, color=(255, 255, 255))
-    mostly_out = SceneObject(class_id=0, center_x=-20, center_y=60, size=60, color=(255, 255, 255))
-    scene = shapes.render_scene(_black(), [half_out, mostly_out])
-    assert list(scene.kept) == [0] and scene.truncated.tolist() == [True]
+def test_truncation_at_border_min_visible_and_difficult():
+    half_out = SceneObject(class_id=0, center_x=0, center_y=30, size=60, color=(255, 255, 255))
+    mostly_out = SceneObject(class_id=0, center_x=-20, center_y=90, size=60, color=(255, 255, 255))
+    sliver = SceneObject(class_id=0, center_x=W + 27, center_y=30, size=60, color=(255, 255, 255))
+    inside = SceneObject(class_id=0, center_x=90, center_y=80, size=60, color=(255, 255, 255))
+    scene = shapes.render_scene(_black(), [half_out, mostly_out, sliver, inside])
+    # a circle of diameter 60 cut at x=0: half visible; center 20 px outside: a 10 px cap, 11 %; 27 px out: 2 %
+    assert list(scene.kept) == [0, 1, 3] and scene.truncated.tolist() == [True, True, False]
+    assert scene.visible.tolist() == pytest.approx([0.5, 0.11, 1.0], abs=0.03)
+    assert scene.difficult.tolist() == [False, True, False]  # below DIFFICULT_BELOW_VISIBLE (0.5) of it shows
     assert scene.boxes[0][1] == 0.0 and scene.boxes[0][3] == pytest.approx(30 / W, abs=1.01 / W)
+    assert not scene.occluded.any()
 
 
 def test_random_scene_is_deterministic_and_seed_dependent():

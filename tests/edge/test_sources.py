@@ -130,6 +130,7 @@ def test_synthetic_source_ground_truth_motion_and_determinism() -> None:
         assert frame.image.shape == (120, 160, 3) and frame.image.dtype == np.uint8
         gt = frame.ground_truth
         assert gt is not None and gt.boxes.shape[1] == 4 and len(gt.boxes) == len(gt.class_ids) >= 1
+        assert gt.difficult is not None and gt.difficult.dtype == bool and len(gt.difficult) == len(gt.boxes)
         assert np.all((gt.boxes >= 0) & (gt.boxes <= 1))
         assert np.all(gt.boxes[:, 2:] > gt.boxes[:, :2])
     assert not np.array_equal(frames[0].image, frames[1].image), "objects should move between frames"

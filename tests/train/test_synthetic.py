@@ -68,9 +68,11 @@ def test_annotation_xml_is_standard_voc_and_matches_scene(dataset_dir):
         scene = synthetic.scene_for_index(ARGS["seed"], index, 64, 96)
         objects = root.findall("object")
         assert len(objects) == len(scene.class_ids)
-        for obj, box, class_id, truncated in zip(objects, scene.boxes, scene.class_ids, scene.truncated, strict=True):
+        for obj, box, class_id, truncated, difficult in zip(
+            objects, scene.boxes, scene.class_ids, scene.truncated, scene.difficult, strict=True
+        ):
             assert obj.findtext("name") == CLASS_NAMES[class_id]
-            assert obj.findtext("pose") == "Unspecified" and obj.findtext("difficult") == "0"
+            assert obj.findtext("pose") == "Unspecified" and obj.findtext("difficult") == str(int(difficult))
             assert obj.findtext("truncated") == str(int(truncated))
             xmin, ymin, xmax, ymax = (int(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
             assert 1 <= xmin <= xmax <= 96 and 1 <= ymin <= ymax <= 64
