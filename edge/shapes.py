@@ -352,7 +352,8 @@ def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible
         cy0, cx0, cy1, cx1 = rect
         visible = owner[cy0:cy1, cx0:cx1] == index
         count = int(visible.sum())
-        if count == 0 or count < min_visible * obj.area():
+        area = obj.area()
+        if count == 0 or count < min_visible * area:
             continue
         rows = np.flatnonzero(visible.any(axis=1))
         cols = np.flatnonzero(visible.any(axis=0))
@@ -363,7 +364,7 @@ def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible
         kept.append(index)
         trunc.append(truncated[index])
         occluded.append(bool((owner[cy0:cy1, cx0:cx1][masks[index]] > index).any()))
-        visible_fractions.append(min(1.0, count / max(obj.area(), 1e-6)))
+        visible_fractions.append(min(1.0, count / max(area, 1e-6)))
     return Scene(
         image=image,
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
