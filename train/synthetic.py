@@ -17,8 +17,12 @@ A visible-pixel box ``[x0, x1)`` in 0-based pixel edges is written as ``xmin = x
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import json
 import logging
+import multiprocessing
+import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -146,6 +150,49 @@ def is_complete(out_dir: Path, settings: dict) -> bool:
     return all(p.is_file() for p in needed)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ImageJob:
+    """Images ``start..stop-1`` of one dataset: what a worker process needs to render and write them."""
+
+    images_dir: Path
+    ann_dir: Path
+    start: int
+    stop: int
+    seed: int
+    height: int
+    width: int
+    max_objects: int
+    min_size_frac: float
+    jpeg_quality: int
+
+
+def _write_images(job: _ImageJob) -> int:
+    """Render, encode and write images ``job.start..job.stop-1`` with their VOC XML; returns the object count."""
+    encode = [int(cv2.IMWRITE_JPEG_QUALITY), int(job.jpeg_quality)]
+    num_objects = 0
+    for index in range(job.start, job.stop):
+        scene = scene_for_index(job.seed, index, job.height, job.width, job.max_objects, job.min_size_frac)
+        name = image_id(index)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), encode)
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode image {index} as JPEG")
+        (job.images_dir / f"{name}.jpg").write_bytes(jpeg.tobytes())
+        (job.ann_dir / f"{name}.xml").write_bytes(voc_annotation(f"{name}.jpg", scene))
+        num_objects += len(scene.class_ids)
+    return num_objects
+
+
+IMAGES_PER_JOB = 100
+
+
+def default_workers() -> int:
+    """One worker process per CPU this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def generate_dataset(
     out_dir: str | Path,
     num_images: int,
@@ -158,8 +205,12 @@ def generate_dataset(
     min_size_frac: float = DEFAULT_MIN_SIZE,
     progress: bool = True,
     force: bool = False,
+    workers: int | None = None,
 ) -> Path:
     """Write the synthetic dataset to ``out_dir`` (Pascal VOC layout, see module doc); returns its path.
+
+    ``workers`` processes (default: one per CPU) render blocks of ``IMAGES_PER_JOB`` images; every image
+    has its own RNG, so the files are byte-identical whatever the number of workers.
 
     Skips the work if ``out_dir`` already holds a complete dataset made with the same arguments
     (unless ``force``). Refuses to write into a non-empty folder that is not a synthetic dataset.
@@ -189,17 +240,37 @@ def generate_dataset(
     for stale in (sets_dir / "train.txt", sets_dir / "val.txt"):
         stale.unlink(missing_ok=True)
 
-    encode = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
+    jobs = [
+        _ImageJob(
+            images_dir,
+            ann_dir,
+            start,
+            min(start + IMAGES_PER_JOB, num_images),
+            seed,
+            height,
+            width,
+            max_objects,
+            min_size_frac,
+            jpeg_quality,
+        )
+        for start in range(0, num_images, IMAGES_PER_JOB)
+    ]
+    workers = min(default_workers() if workers is None else max(1, workers), len(jobs))
     num_objects = 0
-    for index in tqdm(range(num_images), desc=f"synthetic -> {out}", unit="img", disable=not progress):
-        scene = scene_for_index(seed, index, height, width, max_objects, min_size_frac)
-        name = image_id(index)
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), encode)
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode image {index} as JPEG")
-        (images_dir / f"{name}.jpg").write_bytes(jpeg.tobytes())
-        (ann_dir / f"{name}.xml").write_bytes(voc_annotation(f"{name}.jpg", scene))
-        num_objects += len(scene.class_ids)
+    with tqdm(total=num_images, desc=f"synthetic -> {out}", unit="img", disable=not progress) as bar:
+        if workers == 1:
+            results = map(_write_images, jobs)
+        else:  # forkserver: fresh workers, safe whatever threads OpenCV or TensorFlow started here
+            context = multiprocessing.get_context("forkserver")
+            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+            results = pool.map(_write_images, jobs)
+        try:
+            for job, count in zip(jobs, results, strict=True):
+                num_objects += count
+                bar.update(job.stop - job.start)
+        finally:
+            if workers > 1:
+                pool.shutdown(cancel_futures=True)
     for folder, suffix in ((images_dir, ".jpg"), (ann_dir, ".xml")):  # left over from a larger earlier run
         for path in folder.glob(f"*{suffix}"):
             if path.stem.isdigit() and int(path.stem) >= num_images:
@@ -238,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"smallest shape as a fraction of the shorter image side (default {DEFAULT_MIN_SIZE}; largest 0.9)",
     )
     parser.add_argument("--force", action="store_true", help="regenerate even if an identical dataset exists")
+    parser.add_argument("--workers", type=int, default=None, help="processes rendering images (default: one per CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(
@@ -264,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             max_objects=args.max_objects,
             min_size_frac=args.min_size,
             force=args.force,
+            workers=args.workers,
         )
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -32,6 +32,14 @@ def test_same_seed_gives_byte_identical_dataset(dataset_dir, tmp_path):
     assert a["JPEGImages/000000.jpg"] != b["JPEGImages/000000.jpg"]
 
 
+def test_worker_processes_write_the_same_files(dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "IMAGES_PER_JOB", 4)  # 14 images -> 4 blocks shared by 2 processes
+    parallel = synthetic.generate_dataset(tmp_path / "parallel", **ARGS, workers=2)
+    assert _files(parallel) == _files(dataset_dir)
+    meta = json.loads((parallel / "synthetic.json").read_text())
+    assert meta["stats"] == json.loads((dataset_dir / "synthetic.json").read_text())["stats"]
+
+
 def test_image_depends_only_on_seed_and_index(tmp_path):
     small = synthetic.generate_dataset(tmp_path / "small", **{**ARGS, "num_images": 3})
     big = synthetic.generate_dataset(tmp_path / "big", **{**ARGS, "num_images": 5})
