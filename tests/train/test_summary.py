@@ -58,7 +58,7 @@ def test_detector_counts_are_consistent_with_the_anchor_layout() -> None:
     assert [(fm["height"], fm["width"]) for fm in summary["feature_maps"]] == shapes
     assert [fm["boxes_per_location"] for fm in summary["feature_maps"]] == boxes
     assert sum(fm["anchors"] for fm in summary["feature_maps"]) == config.num_anchors
-    # More classes only grow the class heads: the 1x1 convs of the SSDLite heads, A more filters per class.
+    # More classes only grow the class heads: the 1x1 class-head convs, A more filters per class.
     more = summarize(ModelConfig(alpha=0.25, input_size=(128, 192), num_classes=4))
     assert more["backbone_macs"] == summary["backbone_macs"]
     extra_macs = 0
