@@ -11,8 +11,8 @@ REQUIREMENTS := $(wildcard requirements/*.txt)
 # Demo defaults (recorded in every run's run.json). `make train` and `make demo` train with exactly these.
 DATA ?= data/synthetic
 RUN ?= runs/demo
-ALPHA ?= 0.5
-SIZE ?= 160
+ALPHA ?= 0.25
+SIZE ?= 224
 EPOCHS ?= 5
 AUGMENT ?= none
 TRAIN_MINUTES ?= 13
