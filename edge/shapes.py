@@ -377,18 +377,6 @@ def render_scene(background: np.ndarray, objects: list[SceneObject], min_visible
     )
 
 
-def render_objects(
-    background: np.ndarray, objects: list[SceneObject], min_visible: float = MIN_VISIBLE
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw ``objects`` over ``background``; see ``render_scene``.
-
-    Returns ``(image uint8 (H, W, 3) RGB, boxes float32 (K, 4) normalized ymin, xmin, ymax, xmax,
-    class_ids int32 (K,))``.
-    """
-    scene = render_scene(background, objects, min_visible)
-    return scene.image, scene.boxes, scene.class_ids
-
-
 def generate_scene(
     rng: np.random.Generator,
     height: int,

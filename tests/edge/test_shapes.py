@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge import shapes
-from edge.shapes import CLASS_NAMES, SceneObject, random_background, random_objects, random_scene, render_objects
+from edge.shapes import CLASS_NAMES, SceneObject, random_background, random_objects, random_scene, render_scene
 
 H, W = 120, 160
 
@@ -56,7 +56,8 @@ def test_single_object_box_is_exact_bbox_of_drawn_pixels(seed):
         angle=float(rng.uniform(0, 360)),
         color=(255, 255, 255),
     )
-    image, boxes, class_ids = render_objects(_black(), [obj], min_visible=0.0)
+    scene = render_scene(_black(), [obj], min_visible=0.0)
+    image, boxes, class_ids = scene.image, scene.boxes, scene.class_ids
     drawn = image[..., 0] >= 128
     if not drawn.any():
         assert len(boxes) == 0
@@ -68,7 +69,8 @@ def test_single_object_box_is_exact_bbox_of_drawn_pixels(seed):
 
 def test_shapes_are_filled_and_antialiased():
     obj = SceneObject(class_id=0, center_x=80, center_y=60, size=80, color=(200, 100, 50))
-    image, boxes, _ = render_objects(_black(), [obj])
+    scene = render_scene(_black(), [obj])
+    image, boxes = scene.image, scene.boxes
     assert tuple(image[60, 80]) == (200, 100, 50)
     assert 0.0 < np.pi * 40**2 / obj.area() < 1.01
     edge_values = np.unique(image[..., 0])
@@ -79,18 +81,18 @@ def test_shapes_are_filled_and_antialiased():
 def test_occlusion_shrinks_box_and_drops_hidden_objects():
     left = SceneObject(class_id=2, center_x=60, center_y=60, size=60 * 1.4142, angle=0, color=(255, 0, 0))
     cover = SceneObject(class_id=2, center_x=80, center_y=60, size=60 * 1.4142, angle=0, color=(0, 0, 255))
-    _, boxes, _ = render_objects(_black(), [left, cover])
+    boxes = render_scene(_black(), [left, cover]).boxes
     assert len(boxes) == 2
     assert shapes.render_scene(_black(), [left, cover]).occluded.tolist() == [True, False]
     assert shapes.render_scene(_black(), [cover, left]).occluded.tolist() == [True, False]
     assert boxes[0][3] == pytest.approx(50 / W, abs=1.01 / W)  # left square ends where the cover starts
     assert boxes[0][1] == pytest.approx(30 / W, abs=1.01 / W)
     # same pair with a stricter visibility threshold: the left square (1/3 visible) is dropped
-    _, boxes, class_ids = render_objects(_black(), [left, cover], min_visible=0.5)
+    boxes = render_scene(_black(), [left, cover], min_visible=0.5).boxes
     assert len(boxes) == 1 and boxes[0][1] == pytest.approx(50 / W, abs=1.01 / W)
     # fully hidden object: dropped
     small = SceneObject(class_id=0, center_x=80, center_y=60, size=20, color=(0, 255, 0))
-    _, boxes, class_ids = render_objects(_black(), [small, cover])
+    boxes = render_scene(_black(), [small, cover]).boxes
     assert len(boxes) == 1
 
 
@@ -154,4 +156,4 @@ def test_random_objects_validates_arguments():
     with pytest.raises(ValueError, match="class_id"):
         SceneObject(class_id=9, center_x=0, center_y=0, size=10)
     with pytest.raises(ValueError, match="uint8"):
-        render_objects(np.zeros((H, W, 3), np.float32), [])
+        render_scene(np.zeros((H, W, 3), np.float32), [])
