@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate val mAP every N epochs")
     parser.add_argument("--patience", type=int, default=8, help="early stopping patience in epochs")
-    parser.add_argument("--max-train-minutes", type=float, default=None, help="stop after this much training time")
+    parser.add_argument(
+        "--max-train-minutes",
+        type=float,
+        default=None,
+        help="time budget: stop before an epoch that would pass it (minutes)",
+    )
     parser.add_argument("--backbone-weights", default="none", help="none | imagenet | PATH (.keras/.weights.h5)")
     parser.add_argument("--freeze-backbone", action="store_true", help="train only the SSD layers")
     parser.add_argument(

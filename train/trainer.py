@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from edge.anchors import ANCHOR_CODE_VERSION
 from edge.atomic import atomic_write_bytes
 from train.config import ModelConfig
+from train.fused_batch_norm import copy_weights, with_fused_batch_norm
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,12 @@ class Trainer:
         self.strategy = strategy
         self.run_info = run_info
         with strategy.scope():
+            # Trains a twin with fused batch norm (1.9x faster steps on CPU) and copies its weights into
+            # ``model`` before evaluating and saving, so saved models stay plain Keras.
+            self._twin = with_fused_batch_norm(model)
             self.training_model = keras.Model(
-                model.input, [model.get_layer("box_deltas").output, model.get_layer("class_logits").output]
+                self._twin.input,
+                [self._twin.get_layer("box_deltas").output, self._twin.get_layer("class_logits").output],
             )
             total_steps = max(1, train_config.epochs * steps_per_epoch)
             warmup = min(int(train_config.warmup_epochs * steps_per_epoch), total_steps - 1)
@@ -182,6 +187,7 @@ class Trainer:
         if self.manager.latest_checkpoint is None:
             return False
         self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        copy_weights(self._twin, self.model)
         log.info(
             "resumed from %s at epoch %d (best mAP@0.5 %.4f)",
             self.manager.latest_checkpoint,
@@ -216,6 +222,7 @@ class Trainer:
         iterator = iter(self.train_data)
         while int(self.epoch.numpy()) < self.config.epochs:
             epoch = int(self.epoch.numpy()) + 1
+            epoch_start = time.monotonic()
             sums = np.zeros(3)
             bar = tqdm(
                 range(self.steps_per_epoch),
@@ -239,6 +246,7 @@ class Trainer:
                     loc=f"{sums[2] / (step + 1):.3f}",
                 )
             bar.close()
+            copy_weights(self._twin, self.model)
             mean = sums / self.steps_per_epoch
             learning_rate = float(self.optimizer.learning_rate)
             row = {
@@ -251,9 +259,12 @@ class Trainer:
                 "coco_map": "",
                 "elapsed_s": round(time.monotonic() - start, 1),
             }
+            # The budget is a ceiling: stop when one more epoch like this one would pass it.
+            now = time.monotonic()
+            epoch_seconds = now - epoch_start
             out_of_time = (
                 self.config.max_train_minutes is not None
-                and time.monotonic() - start > 60 * self.config.max_train_minutes
+                and now - start + epoch_seconds > 60 * self.config.max_train_minutes
             )
             last_epoch = epoch == self.config.epochs or out_of_time
             with self.writer.as_default(step=epoch):
@@ -300,7 +311,10 @@ class Trainer:
                 tqdm.write(f"early stopping: no val mAP improvement for {self.config.patience} epochs")
                 break
             if out_of_time:
-                tqdm.write(f"stopping: time budget of {self.config.max_train_minutes} min reached")
+                tqdm.write(
+                    f"stopping: another epoch (~{epoch_seconds:.0f} s) would pass the time budget "
+                    f"of {self.config.max_train_minutes:g} min"
+                )
                 break
         metrics["anchor_code_version"] = ANCHOR_CODE_VERSION
         return metrics

@@ -99,3 +99,14 @@ def test_interruption_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkey
     keras.models.load_model(out / "last.keras")
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
     assert not list(out.glob(".*tmp*")), "no temporary files left behind"
+
+
+def test_time_budget_stops_before_an_epoch_that_would_pass_it(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    # 1 ms of budget: the first epoch always runs, and the second would pass the budget.
+    args = ["--data", str(tiny_data), "--epochs", "3", "--max-train-minutes", "0.00002", "--out", str(out)]
+    assert main([*args, *TINY_ARGS]) == 0
+    assert "would pass the time budget" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 1
+    assert (out / "best.keras").is_file()
