@@ -11,12 +11,12 @@ REQUIREMENTS := $(wildcard requirements/*.txt)
 # Demo defaults (recorded in every run's run.json). `make train` and `make demo` train with exactly these.
 DATA ?= data/synthetic
 RUN ?= runs/demo
-ALPHA ?= 0.25
+ALPHA ?= 0.5
 SIZE ?= 224
-EPOCHS ?= 5
+EPOCHS ?= 4
 AUGMENT ?= none
 TRAIN_MINUTES ?= 13
-NUM_IMAGES ?= 12000
+NUM_IMAGES ?= 10000
 VAL_FRACTION ?= 0.05
 SEED ?= 0
 TRAIN_ARGS ?=

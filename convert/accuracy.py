@@ -163,14 +163,18 @@ def accuracy_metadata(results: Sequence[VariantResult], data: str, split: str) -
 
 
 def format_table(results: Sequence[VariantResult]) -> str:
-    """Markdown table: variant, file size, mAP@0.5, COCO mAP, latency per image."""
+    """Markdown table: variant, file size (and its ratio to the float32 file), mAP@0.5, COCO mAP, latency per image."""
+    float32_bytes = next((r.size_bytes for r in results if r.variant == "float32" and r.size_bytes), None)
     lines = [
-        "| variant | file size | mAP@0.5 | COCO mAP | latency/image |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | file size | vs float32 | mAP@0.5 | COCO mAP | latency/image |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         size = f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "-"
-        lines.append(f"| {r.variant} | {size} | {100 * r.map50:.2f} | {100 * r.coco_map:.2f} | {r.latency_ms:.1f} ms |")
+        ratio = f"{r.size_bytes / float32_bytes:.3f}x" if r.size_bytes and float32_bytes else "-"
+        lines.append(
+            f"| {r.variant} | {size} | {ratio} | {100 * r.map50:.2f} | {100 * r.coco_map:.2f} | {r.latency_ms:.1f} ms |"
+        )
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from convert.__main__ import main
-from convert.accuracy import AccuracyGateError, VariantResult, check_gate
+from convert.accuracy import AccuracyGateError, VariantResult, check_gate, format_table
 from edge.atomic import atomic_write_bytes
 from edge.metadata import read_metadata
 from edge.shapes import CLASS_NAMES
@@ -67,7 +67,7 @@ def test_converts_a_run_to_int8_with_accuracy_table(converted):
     rows = {row["variant"]: row for row in report["results"]}
     assert 0 < len(out.read_bytes()) - rows["int8"]["size_bytes"] < 2048  # + the accuracy in the metadata
     markdown = out.with_name("tiny_int8.accuracy.md").read_text()
-    assert "| variant | file size | mAP@0.5 | COCO mAP | latency/image |" in markdown
+    assert "| variant | file size | vs float32 | mAP@0.5 | COCO mAP | latency/image |" in markdown
     assert "| int8 |" in markdown and "| float32 |" in markdown
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
@@ -91,6 +91,18 @@ def test_check_gate_thresholds():
     with pytest.raises(AccuracyGateError, match=r"1.50 points below.*--max-map-drop 1"):
         check_gate([_result("keras", 0.80), _result("int8", 0.785)], 1.0)
     assert check_gate([_result("keras", 0.80), _result("float32", 0.10)], 1.0) is None  # no int8 row
+
+
+def test_table_gives_each_file_size_against_float32():
+    rows = [
+        VariantResult("keras", 9000, 0.8, 0.4, 1.0, 10),
+        VariantResult("float32", 4000, 0.8, 0.4, 1.0, 10),
+        VariantResult("int8", 1068, 0.8, 0.4, 1.0, 10),
+    ]
+    lines = format_table(rows).splitlines()
+    assert lines[2].split("|")[3].strip() == "2.250x"
+    assert lines[4].split("|")[3].strip() == "0.267x"
+    assert format_table(rows[2:]).splitlines()[2].split("|")[3].strip() == "-"  # no float32 row to compare with
 
 
 def test_not_a_detector_checkpoint(tmp_path, dataset, capsys):
