@@ -110,3 +110,14 @@ def test_time_budget_stops_before_an_epoch_that_would_pass_it(tiny_data, tmp_pat
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 1
     assert (out / "best.keras").is_file()
+
+
+def test_mirrored_strategy_trains_the_fused_twin_and_saves_plain_keras(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--epochs", "1", "--strategy", "mirrored", "--out", str(out)]
+    assert main([*args, *TINY_ARGS]) == 0
+    model = keras.models.load_model(out / "best.keras")  # no custom objects needed
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(type(layer) is keras.layers.BatchNormalization for layer in norms)
+    # the saved model carries the trained statistics copied back from the twin, not fresh ones
+    assert not np.allclose(model.get_layer("conv1_bn").moving_variance.numpy(), 1.0)
