@@ -96,6 +96,22 @@ def _fits_in_cache(records: Sequence, bytes_per_image, budget: int | None) -> bo
     return fits
 
 
+def _load(dataset: tf.data.Dataset, load, size: int, use_cache: bool, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """``dataset.map(load)`` over ``size`` records, skipping undecodable files, cached when ``use_cache``.
+
+    With ``shuffle``, an uncached pipeline shuffles the cheap file list with a full buffer, a cached one shuffles
+    the cached elements through a buffer of at most 1024 (new order every epoch, reproducible from ``seed``).
+    """
+    if shuffle and not use_cache:
+        dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+    if use_cache:
+        dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(min(size, 1024), seed=seed, reshuffle_each_iteration=True)
+    return dataset
+
+
 def make_dataset(
     records: Sequence,
     config: ModelConfig,
@@ -139,13 +155,7 @@ def make_dataset(
 
         example_bytes = input_size[0] * input_size[1] * 3 + int(anchors.shape[0]) * (4 * 4 + 4)
         use_cache = cache and _fits_in_cache(records, lambda r: example_bytes, cache_budget_bytes)
-        if training and not use_cache:
-            dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(load_fixed, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
-        if use_cache:
-            dataset = dataset.cache()
-            if training:
-                dataset = dataset.shuffle(min(len(paths), 1024), seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = _load(dataset, load_fixed, len(paths), use_cache, training, shuffle_seed)
         dataset = dataset.map(lambda image, targets: (tf.cast(image, tf.float32), targets))
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -154,8 +164,6 @@ def make_dataset(
         return int(record.height * scale) * int(record.width * scale) * 3
 
     use_cache = cache and _fits_in_cache(records, cached_bytes, cache_budget_bytes)
-    if not use_cache:  # shuffle the cheap file list with a full buffer instead of decoded images
-        dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load_train(path, box, cls):
         image = _decode(path)
@@ -171,9 +179,7 @@ def make_dataset(
         )
         return image, box, cls
 
-    dataset = dataset.map(load_train, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
-    if use_cache:
-        dataset = dataset.cache().shuffle(min(len(paths), 1024), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = _load(dataset, load_train, len(paths), use_cache, True, shuffle_seed)
     seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
     dataset = tf.data.Dataset.zip(dataset, seeds)
 

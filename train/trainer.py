@@ -246,6 +246,7 @@ class Trainer:
                     loc=f"{sums[2] / (step + 1):.3f}",
                 )
             bar.close()
+            now = time.monotonic()
             copy_weights(self._twin, self.model)
             mean = sums / self.steps_per_epoch
             learning_rate = float(self.optimizer.learning_rate)
@@ -257,10 +258,9 @@ class Trainer:
                 "lr": f"{learning_rate:.6g}",
                 "map50": "",
                 "coco_map": "",
-                "elapsed_s": round(time.monotonic() - start, 1),
+                "elapsed_s": round(now - start, 1),
             }
             # The budget is a ceiling: stop when one more epoch like this one would pass it.
-            now = time.monotonic()
             epoch_seconds = now - epoch_start
             out_of_time = (
                 self.config.max_train_minutes is not None
