@@ -10,6 +10,9 @@
 
 The emulated Pi (``scripts/pi_emulator.sh``) is recognised by its address and gets its key and its
 own known_hosts file; other hosts use the user's ssh setup (agent, ``~/.ssh/config``, known_hosts).
+
+``run`` stops the camera service for the length of a foreground run when it is active (both want the camera
+and the MJPEG port) and starts it again afterwards, saying so.
 """
 
 from __future__ import annotations
@@ -27,9 +30,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-EMULATOR_CACHE = Path(os.environ.get("PI_EMULATOR_CACHE", ROOT / ".cache" / "pi-emulator"))
+EMULATOR_CACHE = Path(
+    os.environ.get("PI_EMULATOR_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-pi-emulator"
+)
+"""Where ``scripts/pi_emulator.sh`` keeps its images and, under ``state/``, the running VM's port, key and known_hosts."""
+EMULATOR_STATE = EMULATOR_CACHE / "state"
+SERVICE = "edge"
 CONNECT_TIMEOUT_S = int(os.environ.get("PI_CONNECT_TIMEOUT", "10"))
 REMOTE_ROOT = "/opt/edge"
+
+
+@dataclasses.dataclass(frozen=True)
+class PiOsRelease:
+    """A supported Raspberry Pi OS release (64-bit): its Debian base, CPython and apt's ``python3-numpy``."""
+
+    debian: str
+    python: str
+    numpy: str
+
+
+PI_OS_RELEASES: dict[str, PiOsRelease] = {
+    "trixie": PiOsRelease(debian="13", python="3.13", numpy="2.2.4"),
+    "bookworm": PiOsRelease(debian="12", python="3.11", numpy="1.24.2"),
+}
+"""What deploy/requirements-pi.txt must install on (tests/deploy/test_requirements_pi.py resolves it for each;
+the emulated-Pi tests check each row against the booted OS)."""
+
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
     r"\s+failed=(?P<failed>\d+)"
@@ -54,8 +81,8 @@ class Target:
         opts = [f"ConnectTimeout={CONNECT_TIMEOUT_S}", "BatchMode=yes", "ServerAliveInterval=15"]
         if self.is_emulator():
             opts += [
-                f"IdentityFile={EMULATOR_CACHE / 'id_ed25519'}",
-                f"UserKnownHostsFile={EMULATOR_CACHE / 'known_hosts'}",
+                f"IdentityFile={EMULATOR_STATE / 'id_ed25519'}",
+                f"UserKnownHostsFile={EMULATOR_STATE / 'known_hosts'}",
                 "StrictHostKeyChecking=yes",
             ]
         else:
@@ -63,7 +90,7 @@ class Target:
         return opts
 
     def is_emulator(self) -> bool:
-        port_file = EMULATOR_CACHE / "port"
+        port_file = EMULATOR_STATE / "port"
         if self.host not in ("127.0.0.1", "localhost") or not port_file.is_file():
             return False
         return port_file.read_text().strip() == str(self.port)
@@ -170,13 +197,27 @@ def run_ssh(target: Target, command: list[str], tty: bool = False) -> int:
 
 
 def remote_run_script(args: list[str]) -> str:
-    """The remote shell line of ``pi-run``: the deployed loop on the current model, ``EDGE_EMULATED`` set under qemu."""
+    """The remote shell line of ``pi-run``: the deployed loop on the current model, ``EDGE_EMULATED`` set under qemu.
+
+    When the camera service is active it holds the camera (and the MJPEG port): it is stopped for the run, with
+    a message, and started again when the run ends, whatever its exit status. Without passwordless sudo the run
+    is refused with the command to stop the service by hand.
+    """
     python = f"{REMOTE_ROOT}/current/venv/bin/python"
     run = [python, "-m", "edge", "run", "--model", f"{REMOTE_ROOT}/models/current.tflite", *args]
+    unit = f"{SERVICE}.service"
     return (
         f"test -x {python} || {{ echo 'nothing deployed at {REMOTE_ROOT}: run make deploy first' >&2; exit 3; }}; "
+        "held=0; "
+        f"if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet {unit}; then "
+        f"sudo -n systemctl stop {unit} || {{ echo '{unit} has the camera and it could not be stopped "
+        f"(sudo needs a password): sudo systemctl stop {unit}, run again, then sudo systemctl start {unit}' >&2; "
+        "exit 4; }; "
+        f"held=1; echo 'pi-run: {unit} had the camera: stopped for this run, restarted when it ends' >&2; fi; "
+        f"trap 'if [ $held = 1 ]; then sudo -n systemctl start {unit} && echo \"pi-run: {unit} started again\" >&2; fi' EXIT; "
+        "trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 129' HUP; "
         f"cd {REMOTE_ROOT} && EDGE_EMULATED=$({python} -m edge.doctor --emulated >/dev/null && echo 1 || echo 0) "
-        f"exec {' '.join(shlex.quote(a) for a in run)}"
+        f"{' '.join(shlex.quote(a) for a in run)}"
     )
 
 
@@ -190,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mjpeg-port", type=int, default=8080, help="MJPEG port of the camera service")
     parser.add_argument("--frames", type=int, default=100, help="bench: frames of the synthetic run")
     parser.add_argument("--source", default="picamera2", help="camera source of the service")
+    parser.add_argument("--service-args", default="", help="more `python -m edge run` flags for the service")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="bench: where reports go")
     argv = list(sys.argv[1:] if argv is None else argv)
     remote = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -207,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"MODEL={ns.model}: no such file (build one with the convert stage or pass MODEL=...)")
         extra = {"edge_repo": str(ROOT), "edge_model": str(model), "edge_mjpeg_port": ns.mjpeg_port}
         extra["edge_source"] = ns.source
+        extra["edge_service_extra_args"] = ns.service_args
         return ansible_playbook("site.yml", targets, extra)
     if ns.command == "rollback":
         return ansible_playbook("rollback.yml", targets, {})

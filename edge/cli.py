@@ -148,8 +148,12 @@ def command_run(args: argparse.Namespace) -> int:
     stats = PipelineStats()
     pipeline_box: list[Pipeline] = []
 
+    # The file the model path resolved to at start: a deploy's current.tflite is a symlink that a new deploy or a
+    # rollback swaps, so /stats says which model this process really runs.
+    model_file = str(Path(args.model).resolve())
+
     def stats_provider() -> dict[str, Any]:
-        return pipeline_box[0].stats.summary() if pipeline_box else {}
+        return {**pipeline_box[0].stats.summary(), "model": model_file} if pipeline_box else {}
 
     outputs = _outputs(args, stats_provider, on_quit=lambda: stop_event.set())
     pipeline = Pipeline(

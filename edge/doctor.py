@@ -19,6 +19,7 @@ import glob
 import importlib
 import json
 import platform
+import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +32,12 @@ GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 HOT_C = 80.0
 """Raspberry Pi firmware soft-throttles at 80 °C (85 °C hard)."""
 RUNTIME_HINT = (
-    "pip install ai-edge-litert==1.4.0 (linux-aarch64 wheels for CPython 3.9-3.12) or tflite-runtime==2.14.0; "
-    "ai-edge-litert 2.x has no linux-aarch64 wheels"
+    "redeploy (make deploy PI=...), or in the venv: pip install -c <(echo numpy==$(python3 -c 'import numpy; "
+    "print(numpy.__version__)')) -r deploy/requirements-pi.txt (ai-edge-litert 2.3.0: linux aarch64 wheels for "
+    "CPython 3.10-3.13, Raspberry Pi OS Bookworm and Trixie, 64-bit only)"
 )
+NUMPY_ABI_MARKERS = ("numpy.dtype size changed", "_ARRAY_API not found", "numpy.core.multiarray failed to import")
+"""What an extension module compiled against another NumPy ABI says when it is imported."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +103,17 @@ def tiny_add_model() -> bytes:
 
 def check_python() -> Check:
     version = platform.python_version()
-    detail = f"Python {version} on {platform.machine()} ({sys.executable})"
+    bits = struct.calcsize("P") * 8
+    detail = f"Python {version} ({bits}-bit) on {platform.machine()} ({sys.executable})"
+    if bits != 64:
+        return Check(
+            "python",
+            "fail",
+            detail,
+            "a 32-bit (armhf) OS: no LiteRT wheels exist for it; flash the 64-bit Raspberry Pi OS (Trixie or Bookworm)",
+        )
     if sys.version_info[:2] < MIN_PYTHON:
-        return Check("python", "fail", detail, "use Raspberry Pi OS Bookworm (Python 3.11) or newer, 64-bit")
+        return Check("python", "fail", detail, "use 64-bit Raspberry Pi OS Trixie (Python 3.13) or Bookworm (3.11)")
     if platform.machine() not in ("aarch64", "arm64", "x86_64", "AMD64"):
         return Check("python", "warn", detail, "install the 64-bit OS: TFLite runtime wheels are aarch64/x86_64")
     return Check("python", "ok", detail)
@@ -174,20 +186,77 @@ def check_edge() -> Check:
     return Check("edge package", "ok", f"edge from {Path(__file__).resolve().parent}")
 
 
-def check_picamera2() -> Check:
+def numpy_abi_hint(module: str) -> str:
+    """The fix when ``module`` (compiled by the OS against its NumPy) fails to import in this venv."""
+    try:
+        import numpy as np  # noqa: PLC0415
+
+        where = Path(np.__file__).resolve().parent
+    except ImportError:
+        return f"sudo apt install --reinstall python3-numpy {module_package(module)}"
+    if in_venv(where):
+        return (
+            f"the venv's pip NumPy {np.__version__} ({where}) hides the OS's NumPy that {module} was built against: "
+            f"{sys.prefix}/bin/pip uninstall -y numpy (the venv then uses python3-numpy), or redeploy: "
+            "make deploy PI=..."
+        )
+    return f"the OS's NumPy {np.__version__} and {module} disagree: sudo apt full-upgrade (both come from apt)"
+
+
+def module_package(module: str) -> str:
+    return {"picamera2": "python3-picamera2", "simplejpeg": "python3-simplejpeg"}.get(module, f"python3-{module}")
+
+
+def in_venv(path: Path) -> bool:
+    """True when ``path`` lies inside this interpreter's venv (not the OS's site-packages)."""
+    prefix = Path(sys.prefix).resolve()
+    return sys.prefix != sys.base_prefix and (path == prefix or prefix in path.parents)
+
+
+def check_os_module(module: str) -> Check:
+    """Import ``module`` (an apt package: picamera2, simplejpeg) from this venv; the fix names the exact cause."""
     venv_cfg = Path(sys.prefix) / "pyvenv.cfg"
     system_site = True
     if sys.prefix != sys.base_prefix and venv_cfg.is_file():
         system_site = "include-system-site-packages = true" in venv_cfg.read_text().lower()
     try:
-        importlib.import_module("picamera2")
+        importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or an ABI error from its compiled deps
+        message = f"{type(exc).__name__}: {exc}"
+        if any(marker in message for marker in NUMPY_ABI_MARKERS):
+            return Check(module, "fail", f"not importable from {sys.prefix}: {message}", numpy_abi_hint(module))
         if not system_site:
             hint = f"{venv_cfg} has include-system-site-packages = false: recreate the venv with --system-site-packages"
         else:
-            hint = "sudo apt install python3-picamera2 (Raspberry Pi OS only); the venv already sees system packages"
-        return Check("picamera2", "warn", f"not importable from {sys.prefix}: {exc}", hint)
-    return Check("picamera2", "ok", "importable (system site-packages visible from the venv)")
+            hint = f"sudo apt install {module_package(module)} (Raspberry Pi OS only); the venv already sees system packages"
+        return Check(module, "warn", f"not importable from {sys.prefix}: {message}", hint)
+    return Check(module, "ok", "importable (system site-packages visible from the venv)")
+
+
+def check_picamera2() -> Check:
+    return check_os_module("picamera2")
+
+
+def check_simplejpeg() -> Check:
+    return check_os_module("simplejpeg")
+
+
+def check_numpy_source() -> Check:
+    """Where NumPy comes from: on a Pi it must be the OS's (apt), which picamera2's compiled modules need."""
+    import numpy as np  # noqa: PLC0415
+
+    where = Path(np.__file__).resolve().parent
+    os_numpy = Path("/usr/lib/python3/dist-packages/numpy")
+    if in_venv(where) and os_numpy.is_dir():
+        return Check(
+            "numpy source",
+            "warn",
+            f"numpy {np.__version__} from the venv ({where}) hides the OS's ({os_numpy})",
+            f"{sys.prefix}/bin/pip uninstall -y numpy, or redeploy: make deploy PI=... (the deploy never pip-installs "
+            "NumPy on a Pi)",
+        )
+    origin = "the venv" if in_venv(where) else "the OS"
+    return Check("numpy source", "ok", f"numpy {np.__version__} from {origin} ({where})")
 
 
 def check_camera() -> Check:
@@ -258,7 +327,9 @@ def check_emulation() -> Check:
 SMOKE: list[Callable[[], Check]] = [check_python, check_runtime, check_numpy_abi, check_opencv, check_edge]
 ALL: list[Callable[[], Check]] = [
     *SMOKE,
+    check_numpy_source,
     check_picamera2,
+    check_simplejpeg,
     check_camera,
     check_governor,
     check_temperature,

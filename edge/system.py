@@ -14,6 +14,10 @@ from typing import Any
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 CPUINFO = Path("/proc/cpuinfo")
+DEVICETREE_COMPATIBLE = Path("/sys/firmware/devicetree/base/compatible")
+DMI_SYS_VENDOR = Path("/sys/class/dmi/id/sys_vendor")
+QEMU_VIRT_COMPATIBLE = "linux,dummy-virt"
+"""The device-tree ``compatible`` of qemu's ``virt`` machine; a Pi's reads ``raspberrypi,4-model-b``, ``brcm,...``."""
 
 THROTTLE_BITS: dict[int, str] = {
     0: "under_voltage",
@@ -59,20 +63,32 @@ def throttling() -> dict[str, Any] | None:
         return None
 
 
-def is_emulated(cpuinfo: Path = CPUINFO) -> bool:
-    """True under qemu: ``EDGE_EMULATED=1``, a QEMU CPU in ``/proc/cpuinfo``, or an arm process seeing an x86 CPU.
+def is_emulated(
+    cpuinfo: Path = CPUINFO, compatible: Path = DEVICETREE_COMPATIBLE, dmi_vendor: Path = DMI_SYS_VENDOR
+) -> bool:
+    """True under qemu, from something a real Raspberry Pi does not have.
 
-    qemu-user passes the host's ``/proc/cpuinfo`` through, so an aarch64 process that sees ``vendor_id``
-    (an x86-only field) runs emulated.
+    - ``EDGE_EMULATED=1`` (set by the deploy's service settings and by ``make pi-run`` / ``pi-bench``);
+    - qemu-user: an arm process that sees an x86 ``/proc/cpuinfo`` (``vendor_id``), which qemu 7.2 passes through;
+    - qemu-system ``virt`` (the booted emulated Pi): its device tree is ``linux,dummy-virt``, and its cpuinfo is
+      ARM's, so cpuinfo alone cannot tell; under UEFI/ACPI the DMI vendor says ``QEMU``.
     """
     if os.environ.get("EDGE_EMULATED", "") not in ("", "0"):
         return True
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
+    text = _read(cpuinfo).lower()
     arm = platform.machine() in ("aarch64", "arm64", "armv7l")
-    return "qemu" in text.lower() or (arm and "vendor_id" in text)
+    if "qemu" in text or (arm and "vendor_id" in text):
+        return True
+    if QEMU_VIRT_COMPATIBLE in _read(compatible).split("\0"):
+        return True
+    return _read(dmi_vendor).strip().upper().startswith("QEMU")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def snapshot() -> dict[str, Any]:

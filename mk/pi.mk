@@ -1,29 +1,40 @@
-# Raspberry Pi deploy (issue 5): the emulated arm64 Pi, make deploy/rollback/pi-run/pi-bench/doctor, test-pi.
+# Raspberry Pi deploy: the emulated Pi, make deploy/rollback/pi-run/pi-bench/doctor, test-pi.
 # PI=user@host[:port] (several separated by spaces: deployed in parallel). See docs/DEPLOY.md.
 
 PI ?=
 MODEL ?= models/demo_int8.tflite
 MJPEG_PORT ?= 8080
 PI_SOURCE ?= picamera2
+SERVICE_ARGS ?=
 BENCH_FRAMES ?= 100
 ARGS ?=
 PI_EMULATOR := scripts/pi_emulator.sh
 PI_DRIVER = $(PY) deploy/pi.py
 PI_REMOTE_ROOT := /opt/edge
 
-.PHONY: pi-emulator pi-emulator-stop deploy rollback pi-run pi-bench doctor test-pi _pi-need
+# The emulated Pi: Raspberry Pi OS base release and Pi CPU model (scripts/pi_emulator.sh).
+PI_OS ?= trixie
+PI_CPU ?= cortex-a72
+PI_OS_ALL := trixie bookworm
+export PI_OS PI_CPU
+
+.PHONY: pi-emulator pi-emulator-stop pi-emulator-reset deploy rollback pi-run pi-bench doctor test-pi test-pi-all _pi-need
 
 _pi-need:
 	@test -n "$(PI)" || { echo "PI is empty: use PI=user@host[:port] (make pi-emulator prints one)"; exit 2; }
 
-pi-emulator:  ## build (once, cached in .cache/pi-emulator) and start the emulated arm64 Pi; prints PI=...
+pi-emulator:  ## boot the emulated Pi (PI_OS=trixie|bookworm, PI_CPU=cortex-a53|a72|a76; built once); prints PI=...
 	$(PI_EMULATOR) start
 
-pi-emulator-stop:  ## stop the emulated Pi's sshd and unmount its chroot
+pi-emulator-stop:  ## power the emulated Pi off (its disk is kept, like an SD card)
 	$(PI_EMULATOR) stop
 
-deploy: $(STAMP) _pi-need  ## deploy edge + MODEL to PI=user@host[:port] [PI="h1 h2"] with Ansible
-	$(PI_DRIVER) deploy --pi "$(PI)" --model "$(MODEL)" --mjpeg-port $(MJPEG_PORT) --source $(PI_SOURCE)
+pi-emulator-reset:  ## power it off and drop its disk changes: the next boot is a freshly flashed Pi
+	$(PI_EMULATOR) reset
+
+deploy: $(STAMP) _pi-need  ## deploy edge + MODEL to PI=user@host[:port] [PI="h1 h2"] [SERVICE_ARGS="--fps 10"]
+	$(PI_DRIVER) deploy --pi "$(PI)" --model "$(MODEL)" --mjpeg-port $(MJPEG_PORT) --source $(PI_SOURCE) \
+		--service-args="$(SERVICE_ARGS)"
 
 rollback: $(STAMP) _pi-need  ## make the previous model current again on PI
 	$(PI_DRIVER) rollback --pi "$(PI)"
@@ -37,5 +48,8 @@ pi-bench: $(STAMP) _pi-need  ## run the edge loop benchmark on PI; results in be
 doctor: $(STAMP)  ## check a Pi (PI=...) or this machine: runtime wheel, NumPy ABI, picamera2, camera, governor, heat
 	@if [ -n "$(PI)" ]; then $(PI_DRIVER) doctor --pi "$(PI)"; else $(PY) -m edge.doctor; fi
 
-test-pi: $(STAMP)  ## deploy tests against the emulated Pi (builds it if needed; slow the first time)
+test-pi: $(STAMP)  ## deploy tests on a freshly booted emulated Pi, PI_OS=trixie (default) or bookworm
 	RUN_PI_TESTS=1 $(PY) -m pytest -q -m pi tests/deploy
+
+test-pi-all: $(STAMP)  ## test-pi for every supported release in turn (trixie, bookworm)
+	@set -e; for os in $(PI_OS_ALL); do echo "== test-pi PI_OS=$$os"; $(MAKE) --no-print-directory test-pi PI_OS=$$os; done

@@ -1,186 +1,175 @@
 #!/usr/bin/env bash
-# An emulated Raspberry Pi: an arm64 Debian 12 (bookworm, Python 3.11) userland run under qemu-user
-# (Debian's qemu-user-static via binfmt_misc), with sshd listening on 127.0.0.1 inside a chroot.
+# An emulated Raspberry Pi: a booted arm64 Debian (trixie = Raspberry Pi OS 13 base, Python 3.13; or bookworm =
+# Raspberry Pi OS 12 base, Python 3.11) under qemu-system-aarch64 with a Pi CPU model, Debian's own arm64 kernel
+# and initrd, systemd as PID 1 and sshd as a service. SSH and the MJPEG port are forwarded to 127.0.0.1.
 #
-#   scripts/pi_emulator.sh build    # once; cached in $PI_EMULATOR_CACHE (default .cache/pi-emulator)
-#   scripts/pi_emulator.sh start    # builds if needed, starts sshd, prints PI=root@127.0.0.1:<port>
-#   scripts/pi_emulator.sh stop     # stops sshd and unmounts /proc, /sys, /dev from the chroot
+#   scripts/pi_emulator.sh build    # once per PI_OS and per version of this script; cached outside git
+#   scripts/pi_emulator.sh start    # builds if needed, boots, waits for ssh, prints PI=pi@127.0.0.1:<port>
+#   scripts/pi_emulator.sh stop     # powers the VM off (ACPI-less: over ssh, then SIGTERM to qemu)
+#   scripts/pi_emulator.sh reset    # stop, and drop the VM's disk changes (a freshly flashed Pi)
 #   scripts/pi_emulator.sh status   # prints PI=... and exits 0 when running, exits 1 otherwise
-#   scripts/pi_emulator.sh ssh CMD  # runs CMD on the emulated Pi over ssh
+#   scripts/pi_emulator.sh ssh CMD  # runs CMD on the emulated Pi over ssh (as the pi user)
+#   scripts/pi_emulator.sh env      # the state of the running VM, as shell assignments
 #
-# systemd does not run as PID 1 in a chroot: the deploy detects that and skips the service with a message.
-# Emulated speed is not Pi speed. Needs root (debootstrap, chroot, mount).
+# Settings (environment): PI_OS=trixie|bookworm (trixie), PI_CPU=cortex-a53|cortex-a72|cortex-a76 (cortex-a72:
+# Pi 3 and Zero 2 W | Pi 4 | Pi 5; never qemu's `max`, which has every ISA extension and would hide an illegal
+# instruction), PI_SMP (4), PI_RAM_MB (2048), PI_EMULATOR_PORT (2222, ssh), PI_EMULATOR_MJPEG_PORT (8080,
+# forwarded to the guest's 8080), PI_EMULATOR_CACHE (~/.cache/edge-pi-emulator).
+#
+# The image is keyed by this script's contents (a change rebuilds it) and holds a raw ext4 disk, the kernel and
+# the initrd; each boot writes to a qcow2 overlay over it, kept across stop/start like a real SD card, dropped by
+# reset. Emulated speed is not Pi speed. Needs root (mmdebstrap into a chroot run by qemu-user).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-CACHE="${PI_EMULATOR_CACHE:-$ROOT/.cache/pi-emulator}"
-ROOTFS="$CACHE/rootfs"
+SELF="$(readlink -f "$0")"
+CACHE="${PI_EMULATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-pi-emulator}"
+PI_OS="${PI_OS:-trixie}"
+PI_CPU="${PI_CPU:-cortex-a72}"
+PI_SMP="${PI_SMP:-4}"
+PI_RAM_MB="${PI_RAM_MB:-2048}"
 PORT="${PI_EMULATOR_PORT:-2222}"
-SUITE=bookworm
+MJPEG_PORT="${PI_EMULATOR_MJPEG_PORT:-8080}"
 MIRROR="${PI_EMULATOR_MIRROR:-http://deb.debian.org/debian}"
-# What a Raspberry Pi OS Lite image has that matters to the deploy (python3-apt: Ansible's apt module).
-PACKAGES=openssh-server,python3,python3-venv,python3-pip,python3-apt,sudo,ca-certificates,procps,iproute2,systemd
-KEY="$CACHE/id_ed25519"
-PIDFILE=/run/sshd-pi-emulator.pid
+BOOT_TIMEOUT_S="${PI_EMULATOR_BOOT_TIMEOUT:-600}"
+DISK_SIZE=8G
+USER_NAME=pi
+STATE="$CACHE/state"
 
 log() { echo "pi-emulator: $*" >&2; }
 die() { echo "pi-emulator: error: $*" >&2; exit 1; }
 
-[[ $(id -u) -eq 0 ]] || die "needs root (debootstrap, chroot and mount); run it as root or with sudo"
+case "$PI_OS" in
+    trixie | bookworm) ;;
+    *) die "PI_OS=$PI_OS: expected trixie (Raspberry Pi OS 13, Python 3.13) or bookworm (12, Python 3.11)" ;;
+esac
+case "$PI_CPU" in
+    cortex-a53 | cortex-a72 | cortex-a76) ;;
+    *) die "PI_CPU=$PI_CPU: expected cortex-a53 (Pi 3, Zero 2 W), cortex-a72 (Pi 4) or cortex-a76 (Pi 5)" ;;
+esac
+[[ $PI_SMP =~ ^[1-4]$ ]] || die "PI_SMP=$PI_SMP: a Pi has 1 to 4 cores"
+[[ $PI_RAM_MB =~ ^[0-9]+$ ]] && ((PI_RAM_MB >= 512)) || die "PI_RAM_MB=$PI_RAM_MB: expected 512 or more (MiB)"
 
-host_packages() {
-    local missing=()
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    [[ -x /usr/bin/qemu-aarch64-static ]] || missing+=(qemu-user-static)
-    command -v update-binfmts >/dev/null || missing+=(binfmt-support)
-    command -v ssh-keygen >/dev/null || missing+=(openssh-client)
-    if ((${#missing[@]})); then
-        log "installing host packages: ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
-}
+KEY_ID="$(sha256sum "$(dirname "$SELF")/pi_emulator/build_image.sh" | cut -c1-12)"
+IMAGE="$CACHE/$PI_OS-$KEY_ID"
 
-binfmt() {
-    local dir=/proc/sys/fs/binfmt_misc
-    [[ -e $dir/register ]] || mount -t binfmt_misc binfmt_misc "$dir" \
-        || die "cannot mount binfmt_misc on $dir (a container needs --privileged)"
-    if [[ ! -e $dir/qemu-aarch64 ]]; then
-        log "registering qemu-aarch64 with binfmt_misc"
-        update-binfmts --enable qemu-aarch64 2>/dev/null || true
-    fi
-    if [[ ! -e $dir/qemu-aarch64 ]]; then
-        # F: the kernel opens the interpreter now, so it works inside the chroot without a copy.
-        printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
-            >"$dir/register"
-    fi
-    grep -q '^enabled' "$dir/qemu-aarch64" || die "binfmt_misc entry qemu-aarch64 is not enabled ($dir/qemu-aarch64)"
-}
+BUILDER="$(dirname "$SELF")/pi_emulator/build_image.sh"
 
 build() {
-    if [[ -e $CACHE/rootfs.ok ]]; then
-        log "rootfs already built: $ROOTFS"
+    if [[ -e $IMAGE/ok ]]; then
+        log "image already built: $IMAGE"
         return
     fi
-    host_packages
-    binfmt
-    mkdir -p "$CACHE"
-    local tmp="$CACHE/rootfs.partial" start=$SECONDS
-    unmount_all "$tmp"
-    rm -rf --one-file-system "$tmp"
-    log "debootstrap $SUITE arm64 into $tmp (several minutes under qemu)"
-    debootstrap --arch=arm64 --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp" "$MIRROR" \
-        >"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
-    cp /usr/bin/qemu-aarch64-static "$tmp/usr/bin/"
-    echo pi-emulator >"$tmp/etc/hostname"
-    # No ssh password logins; key only.
-    cat >"$tmp/etc/ssh/sshd_config.d/pi-emulator.conf" <<'EOF'
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-UseDNS no
-EOF
-    chroot "$tmp" /usr/bin/ssh-keygen -A >/dev/null
-    rm -f "$KEY" "$KEY.pub"
-    ssh-keygen -q -t ed25519 -N '' -C pi-emulator -f "$KEY"
-    install -d -m 700 "$tmp/root/.ssh"
-    install -m 600 "$KEY.pub" "$tmp/root/.ssh/authorized_keys"
-    mv "$tmp" "$ROOTFS"
-    date -u +%FT%TZ >"$CACHE/rootfs.ok"
-    log "built $ROOTFS in $((SECONDS - start)) s"
-}
-
-mount_all() {
-    local fs=$1
-    mountpoint -q "$fs/proc" || mount -t proc proc "$fs/proc"
-    mountpoint -q "$fs/sys" || mount -t sysfs sysfs "$fs/sys"
-    mountpoint -q "$fs/dev" || mount --bind /dev "$fs/dev"
-    mountpoint -q "$fs/dev/pts" || mount --bind /dev/pts "$fs/dev/pts"
-    mkdir -p "$fs/run/sshd"
-    cp -L /etc/resolv.conf "$fs/etc/resolv.conf"
-    # The emulated Pi sits on this machine's network: trust what this machine trusts (e.g. a proxy's CA),
-    # for apt and for pip (whose own certifi bundle would not have it).
-    if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
-        cp /etc/ssl/certs/ca-certificates.crt "$fs/etc/ssl/certs/ca-certificates.crt"
-        printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$fs/etc/pip.conf"
-    fi
-}
-
-unmount_all() {
-    local fs=$1 m
-    [[ -d $fs ]] || return 0
-    for m in dev/pts dev sys proc; do
-        if mountpoint -q "$fs/$m"; then umount "$fs/$m" 2>/dev/null || umount -l "$fs/$m"; fi
+    "$BUILDER" "$PI_OS" "$IMAGE"
+    # Older images of this OS (an earlier version of the builder) are dead weight.
+    local old
+    for old in "$CACHE/$PI_OS"-*; do
+        [[ $old == "$IMAGE" || $old == *.partial ]] || rm -rf --one-file-system "$old"
     done
 }
 
 running_pid() {
     local pid
-    [[ -s $ROOTFS$PIDFILE ]] || return 1
-    pid=$(cat "$ROOTFS$PIDFILE")
+    [[ -s $STATE/qemu.pid ]] || return 1
+    pid=$(cat "$STATE/qemu.pid")
     kill -0 "$pid" 2>/dev/null || return 1
     echo "$pid"
 }
 
-port_file() { echo "$CACHE/port"; }
+print_pi() { echo "PI=$USER_NAME@127.0.0.1:$(cat "$STATE/port")"; }
 
-print_pi() { echo "PI=root@127.0.0.1:$(cat "$(port_file)")"; }
+remote() {
+    ssh -i "$STATE/id_ed25519" -p "$(cat "$STATE/port")" -o UserKnownHostsFile="$STATE/known_hosts" \
+        -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 -o LogLevel=ERROR \
+        "$USER_NAME@127.0.0.1" "$@"
+}
 
 start() {
     build
-    binfmt
     if running_pid >/dev/null; then
-        log "already running"
+        log "already running ($(cat "$STATE/os") on $(cat "$STATE/cpu"))"
         print_pi
         return
     fi
-    mount_all "$ROOTFS"
-    rm -f "$ROOTFS$PIDFILE"
-    chroot "$ROOTFS" /usr/sbin/sshd -p "$PORT" -o ListenAddress=127.0.0.1 -o PidFile="$PIDFILE" \
-        || die "sshd did not start inside $ROOTFS (port $PORT in use? set PI_EMULATOR_PORT)"
-    echo "$PORT" >"$(port_file)"
-    # The host key of this rootfs, for an ssh that must not touch ~/.ssh/known_hosts.
-    echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$ROOTFS/etc/ssh/ssh_host_ed25519_key.pub")" >"$CACHE/known_hosts"
-    local i
-    for i in $(seq 1 60); do
-        if remote true 2>/dev/null; then
-            log "sshd up on 127.0.0.1:$PORT (emulated arm64: speed is not Pi speed)"
-            print_pi
-            return
-        fi
-        sleep 1
-    done
-    die "sshd started but ssh to 127.0.0.1:$PORT does not answer after 60 s"
+    mkdir -p "$STATE"
+    local overlay="$STATE/overlay-$PI_OS.qcow2"
+    if [[ ! -e $overlay || $(cat "$STATE/image-$PI_OS" 2>/dev/null) != "$IMAGE" ]]; then
+        rm -f "$overlay"
+        qemu-img create -q -f qcow2 -b "$IMAGE/disk.raw" -F raw "$overlay"
+        echo "$IMAGE" >"$STATE/image-$PI_OS"
+    fi
+    cp "$IMAGE/id_ed25519" "$STATE/id_ed25519"
+    chmod 600 "$STATE/id_ed25519"
+    echo "[127.0.0.1]:$PORT $(cat "$IMAGE/host_key.pub")" >"$STATE/known_hosts"
+    echo "$PORT" >"$STATE/port"
+    echo "$MJPEG_PORT" >"$STATE/mjpeg_port"
+    echo "$PI_OS" >"$STATE/os"
+    echo "$PI_CPU" >"$STATE/cpu"
+    rm -f "$STATE/qemu.pid"
+    : >"$STATE/console.log"
+    log "booting $PI_OS on $PI_CPU x$PI_SMP, ${PI_RAM_MB} MiB (emulated: speed is not Pi speed); console: $STATE/console.log"
+    qemu-system-aarch64 -machine virt -cpu "$PI_CPU" -smp "$PI_SMP" -m "$PI_RAM_MB" \
+        -kernel "$IMAGE/Image" -initrd "$IMAGE/initrd.img" \
+        -append "root=LABEL=pi-root rw console=ttyAMA0 net.ifnames=0 quiet" \
+        -drive "if=none,id=root,file=$overlay,format=qcow2,discard=unmap" -device virtio-blk-pci,drive=root \
+        -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$PORT-:22,hostfwd=tcp:127.0.0.1:$MJPEG_PORT-:8080" \
+        -device virtio-net-pci,netdev=net0 -device virtio-rng-pci \
+        -display none -serial "file:$STATE/console.log" -monitor "unix:$STATE/monitor.sock,server,nowait" \
+        -pidfile "$STATE/qemu.pid" -daemonize \
+        || die "qemu did not start (port $PORT or $MJPEG_PORT in use? set PI_EMULATOR_PORT / PI_EMULATOR_MJPEG_PORT)"
+    wait_ssh "$BOOT_TIMEOUT_S"
+    print_pi
 }
 
-remote() {
-    ssh -i "$KEY" -p "$(cat "$(port_file)")" -o UserKnownHostsFile="$CACHE/known_hosts" \
-        -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 root@127.0.0.1 "$@"
+wait_ssh() {
+    local deadline=$((SECONDS + $1))
+    while ((SECONDS < deadline)); do
+        running_pid >/dev/null || { tail -n 30 "$STATE/console.log" >&2; die "qemu exited during boot"; }
+        if remote 'systemctl is-system-running --wait >/dev/null 2>&1; true' 2>/dev/null; then
+            log "up: systemd running, sshd on 127.0.0.1:$(cat "$STATE/port") (booted in $((SECONDS - deadline + $1)) s)"
+            return
+        fi
+        sleep 3
+    done
+    tail -n 30 "$STATE/console.log" >&2
+    die "no ssh answer on 127.0.0.1:$(cat "$STATE/port") after $1 s (console: $STATE/console.log)"
 }
 
 stop() {
     local pid
-    if pid=$(running_pid); then
-        kill "$pid"
-        for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-        log "sshd stopped"
-    else
+    if ! pid=$(running_pid); then
         log "not running"
+        return
     fi
-    # Whatever else still runs inside the chroot (ssh sessions, a foreground camera loop).
-    local proc
-    for proc in /proc/[0-9]*; do
-        [[ $(readlink "$proc/root" 2>/dev/null) == "$ROOTFS" ]] && kill "${proc#/proc/}" 2>/dev/null
-    done
-    rm -f "$ROOTFS$PIDFILE"
-    unmount_all "$ROOTFS"
+    remote 'sudo systemctl poweroff' >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        sleep 2
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    fi
+    rm -f "$STATE/qemu.pid"
+    log "stopped"
+}
+
+reset() {
+    stop
+    rm -f "$STATE"/overlay-*.qcow2 "$STATE"/image-*
+    log "disk changes dropped: the next start boots a freshly built $PI_OS"
 }
 
 case "${1:-}" in
     build) build ;;
     start) start ;;
     stop) stop ;;
+    reset) reset ;;
     status) running_pid >/dev/null && print_pi ;;
     ssh) shift; remote "$@" ;;
-    *) die "usage: $0 build|start|stop|status|ssh CMD (got '${1:-}')" ;;
+    env)
+        running_pid >/dev/null || exit 1
+        echo "PI=$USER_NAME@127.0.0.1:$(cat "$STATE/port")"
+        for f in os cpu port mjpeg_port; do echo "PI_EMULATOR_${f^^}=$(cat "$STATE/$f")"; done
+        echo "PI_EMULATOR_STATE=$STATE"
+        ;;
+    *) die "usage: $0 build|start|stop|reset|status|ssh CMD|env (got '${1:-}')" ;;
 esac

@@ -58,6 +58,53 @@ def test_emulation_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert not system.is_emulated(cpuinfo)
 
 
+def test_emulation_from_the_device_tree_of_qemus_virt_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The booted emulated Pi has an ARM cpuinfo; its device tree says qemu ``virt``, a real Pi's does not."""
+    monkeypatch.delenv("EDGE_EMULATED", raising=False)
+    monkeypatch.setattr(system.platform, "machine", lambda: "aarch64")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nBogoMIPS : 125.00\nCPU implementer : 0x41\nCPU part : 0xd08\n")
+    compatible = tmp_path / "compatible"
+    dmi = tmp_path / "sys_vendor"
+    compatible.write_bytes(b"linux,dummy-virt\0")
+    assert system.is_emulated(cpuinfo, compatible, dmi)
+    compatible.write_bytes(b"raspberrypi,4-model-b\0brcm,bcm2711\0")
+    assert not system.is_emulated(cpuinfo, compatible, dmi)
+    dmi.write_text("QEMU\n")
+    assert system.is_emulated(cpuinfo, compatible, dmi)
+
+
+def test_a_32_bit_python_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.struct, "calcsize", lambda fmt: 4)
+    check = doctor.check_python()
+    assert check.status == "fail" and "32-bit (armhf)" in check.hint and "no LiteRT wheels" in check.hint
+
+
+def test_an_os_module_built_against_another_numpy_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """simplejpeg / picamera2 from apt, imported with a pip NumPy of another ABI: the exact error and the fix."""
+    (tmp_path / "simplejpeg.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
+        "Expected 96 from C header, got 88 from PyObject')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "simplejpeg", raising=False)
+    check = doctor.check_simplejpeg()
+    assert check.status == "fail" and "Expected 96 from C header" in check.detail
+    if doctor.in_venv(Path(np.__file__).resolve().parent):
+        assert f"{sys.prefix}/bin/pip uninstall -y numpy" in check.hint
+    else:
+        assert "apt" in check.hint
+
+
+def test_an_absent_os_module_is_a_warning_with_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)
+    check = doctor.check_simplejpeg()
+    assert check.status == "warn"
+    assert "python3-simplejpeg" in check.hint or "--system-site-packages" in check.hint
+
+
 def test_a_crashing_check_is_reported_not_raised() -> None:
     def check_boom() -> doctor.Check:
         raise RuntimeError("sensor gone")
@@ -72,6 +119,15 @@ def test_cli_json_and_exit_status() -> None:
     )
     payload = json.loads(proc.stdout)
     names = {c["name"]: c for c in payload["checks"]}
-    assert {"picamera2", "camera", "cpu governor", "temperature", "throttling", "emulation"} <= set(names)
+    assert {
+        "numpy source",
+        "picamera2",
+        "simplejpeg",
+        "camera",
+        "cpu governor",
+        "temperature",
+        "throttling",
+        "emulation",
+    } <= set(names)
     assert all(c["hint"] for c in payload["checks"] if c["status"] in ("warn", "fail"))
     assert proc.returncode == (1 if any(c["status"] == "fail" for c in payload["checks"]) else 0)

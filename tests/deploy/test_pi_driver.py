@@ -34,7 +34,7 @@ def test_parse_pi_rejects_bad_values(value: str) -> None:
 
 
 def test_inventory_has_bounded_ssh_and_emulator_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pi, "EMULATOR_CACHE", tmp_path)
+    monkeypatch.setattr(pi, "EMULATOR_STATE", tmp_path)
     (tmp_path / "port").write_text("2299\n")
     inv = pi.inventory(pi.parse_pi("root@127.0.0.1:2299 pi@raspberrypi.local"))
     hosts = inv["all"]["children"]["pis"]["hosts"]
