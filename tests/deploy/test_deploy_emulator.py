@@ -31,7 +31,7 @@ DEPLOY_TIMEOUT_S = 40 * 60
 BENCH_FRAMES = 40
 # The service on the emulator: the synthetic camera at a rate the emulated CPU keeps up with, one interpreter
 # thread, so the other tests get CPU time.
-SERVICE_ARGS = "--fps 2 --threads 1"
+SERVICE_ARGS = "--fps 1 --threads 1"
 SERVICE_START_S = 240
 RESTART_WITHIN_S = 30
 CPU_PART = {"cortex-a53": "0xd03", "cortex-a72": "0xd08", "cortex-a76": "0xd0b"}

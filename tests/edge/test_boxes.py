@@ -11,6 +11,7 @@ from edge.boxes import (
     decode_boxes,
     encode_boxes,
     iou_matrix,
+    lores_to_main_pixels,
     normalized_to_pixels,
     pixels_to_normalized,
 )
@@ -62,3 +63,19 @@ def test_iou_matrix_values_and_degenerate_boxes():
 def test_wrong_shape_raises():
     with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
         corners_to_center(np.zeros((3, 5)))
+
+
+def test_lores_to_main_pixels_hand_computed():
+    box = np.array([[10.0, 5.0, 30.0, 25.0]], np.float32)  # pixel xmin, ymin, xmax, ymax on lores
+    # same aspect ratio (100x50 on 400x200): a plain x4 scale
+    assert lores_to_main_pixels(box, (50, 100), (200, 400)).tolist() == [[40.0, 20.0, 120.0, 100.0]]
+    # wider lores (100x50 = 2:1) on a 4:3 main (400x300): main's centred 400x200 band, scale 4, 50 px above it
+    assert lores_to_main_pixels(box, (50, 100), (300, 400)).tolist() == [[40.0, 70.0, 120.0, 150.0]]
+    # square lores (50x50) on 16:9 main (320x180): main's centred 180x180 square, scale 3.6, 70 px to its left
+    np.testing.assert_allclose(lores_to_main_pixels(box, (50, 50), (180, 320)), [[106.0, 18.0, 178.0, 90.0]])
+    # the whole lores image is the crop
+    whole = lores_to_main_pixels(np.array([[0, 0, 100, 50]], np.float32), (50, 100), (300, 400))
+    assert whole.tolist() == [[0.0, 50.0, 400.0, 250.0]]
+    assert lores_to_main_pixels(np.zeros((0, 4), np.float32), (50, 100), (300, 400)).shape == (0, 4)
+    with pytest.raises(ValueError, match="shape"):
+        lores_to_main_pixels(np.zeros((2, 3)), (50, 100), (300, 400))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import threading
 import time
 import types
@@ -19,6 +20,7 @@ from edge.metrics import DetectionEvaluator
 from edge.outputs import FrameResult, JsonlOutput
 from edge.pipeline import LatestSlot, Pipeline
 from edge.stats import STAGES, PipelineStats, RingBuffer, StatusPrinter, write_report, write_timestamped_report
+from tests.edge import fake_picamera2
 
 LABELS = ["circle", "triangle", "square", "star"]
 
@@ -190,6 +192,93 @@ def test_lores_detections_are_scaled_to_the_main_frame() -> None:
     Pipeline(Lores("lores"), TimedDetector(), on_result=results.append).run()
     assert len(results) == 2
     assert results[0].boxes.tolist() == [[0.0, 0.0, 200.0, 100.0]]  # (50x25 on 100x50) x 4
+
+
+def _marker_pixels(image: np.ndarray) -> list[float]:
+    """Pixel ``xmin, ymin, xmax, ymax`` of the fake camera's white marker in an RGB image (green > 150)."""
+    rows, cols = np.nonzero(image[:, :, 1] > 150)
+    return [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+
+
+class MarkerDetector:
+    """Finds the fake camera's marker in whatever image the pipeline gives it (the lores image with --lores)."""
+
+    labels = LABELS
+
+    def __call__(self, image: np.ndarray) -> types.SimpleNamespace:
+        return _detections(np.array([_marker_pixels(image)], np.float32), np.ones(1, np.float32), np.array([0]))
+
+
+@pytest.mark.parametrize(
+    ("main", "lores", "lores_format"),
+    [
+        ((128, 96), (64, 48), "YUV420"),  # same aspect ratio: a plain scale
+        ((128, 96), (100, 56), "YUV420"),  # wider lores: the ISP crops main's field of view top and bottom
+        ((128, 72), (64, 64), "XRGB8888"),  # square lores on 16:9: cropped left and right (Pi 5 RGB lores)
+        ((160, 120), (96, 54), "RGB888"),
+    ],
+)
+def test_picamera2_lores_boxes_land_on_the_object_in_main(
+    monkeypatch: pytest.MonkeyPatch, main: tuple[int, int], lores: tuple[int, int], lores_format: str
+) -> None:
+    fake_picamera2.reset()
+    monkeypatch.setitem(sys.modules, "picamera2", fake_picamera2)
+    source = sources.Picamera2Source(resolution=main, lores=lores, lores_format=lores_format)
+    results: list[FrameResult] = []
+    Pipeline(source, MarkerDetector(), on_result=results.append, max_frames=8).run()
+    assert len(results) >= 6
+    lores_pixel = max(main[0] / lores[0], main[1] / lores[1])
+    for result in results:  # the marker moves every frame: boxes from another frame would be far off
+        assert result.boxes.shape == (1, 4)
+        np.testing.assert_allclose(result.boxes[0], _marker_pixels(result.image), atol=1.5 * lores_pixel)
+
+
+def test_image_folder_report_counts_its_images(tmp_path: Path) -> None:
+    import cv2
+
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((24, 32, 3), 60 * k, np.uint8))
+    pipeline = Pipeline(sources.ImageFolderSource(tmp_path), TimedDetector())
+    pipeline.run()
+    report = pipeline.report()
+    assert report["frames"] == 3
+    assert report["source"]["kind"] == "folder" and report["source"]["images"] == 3
+
+
+class NeverOpens(sources.FrameSource):
+    """A live source whose camera is missing: every open fails, as ``--source 7`` without a device 7."""
+
+    def _open(self) -> None:
+        raise sources.SourceUnavailable("camera device 7: cannot be opened")
+
+    def _read(self):  # pragma: no cover - never opened
+        return None
+
+    def _close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected_s"), [({"duration_s": 0.5}, 0.5), ({"max_frames": 5, "first_frame_timeout_s": 0.5}, 0.5)]
+)
+def test_a_source_that_never_delivers_fails_at_the_deadline(limits: dict, expected_s: float) -> None:
+    stop = threading.Event()
+    source = sources.ReconnectingSource(NeverOpens("7"), initial_backoff_s=0.05, max_backoff_s=0.05, stop=stop)
+    pipeline = Pipeline(source, TimedDetector(), stop_event=stop, **limits)
+    start = time.monotonic()
+    with pytest.raises(sources.SourceUnavailable) as caught:
+        pipeline.run()
+    assert expected_s <= time.monotonic() - start < expected_s + 5.0
+    message = str(caught.value)
+    assert message == "source '7': no frame within 0.5 s (camera device 7: cannot be opened)"
+    assert pipeline.report()["frames"] == 0
+
+
+def test_first_frame_timeout_does_not_end_a_run_that_has_frames() -> None:
+    source = sources.SyntheticSource((32, 32), fps=50.0)
+    pipeline = Pipeline(source, TimedDetector(), duration_s=0.6, first_frame_timeout_s=0.2)
+    summary = pipeline.run()
+    assert pipeline.finished_reason == "duration limit" and summary["frames"] > 5
 
 
 def test_stats_report_and_jsonl_from_a_run(tmp_path: Path) -> None:

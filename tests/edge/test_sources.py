@@ -167,22 +167,96 @@ def test_picamera2_source_converts_bgr_memory_to_rgb(picamera) -> None:
     source = sources.open_source("picamera2", resolution=(64, 48), reconnect=False)
     frames = _read_all(source, limit=3)
     camera = picamera.instances[-1]
-    assert camera.camera_config["main"] == {"format": "RGB888", "size": (64, 48)}
+    assert camera.camera_config["main"]["format"] == "RGB888" and camera.camera_config["main"]["size"] == (64, 48)
     assert camera.closed and not camera.started
     assert len(frames) == 3
     assert frames[0].image.shape == (48, 64, 3)
-    _assert_rgb_close(frames[0].image, fake_picamera2.SCENE_RGB, 0)
+    _assert_rgb_close(frames[0].image[-4:], fake_picamera2.SCENE_RGB, 0)
     assert [int(f.image[0, 0, 0]) for f in frames] == [1, 2, 3]
     assert frames[0].inference_image is None
 
 
-def test_picamera2_lores_stream_feeds_inference(picamera) -> None:
-    source = sources.Picamera2Source(resolution=(128, 96), lores=(64, 48))
+@pytest.mark.parametrize("lores_format", ["YUV420", "RGB888", "BGR888", "XRGB8888", "XBGR8888"])
+def test_picamera2_lores_stream_feeds_inference(picamera, lores_format: str) -> None:
+    # 100 px wide: YUV420 rows are padded to a 128-byte stride, the padding must not leak into the colours
+    source = sources.Picamera2Source(resolution=(128, 96), lores=(100, 56), lores_format=lores_format)
     frames = _read_all(source, limit=2)
-    assert picamera.instances[-1].camera_config["lores"] == {"format": "YUV420", "size": (64, 48)}
+    lores_config = picamera.instances[-1].camera_config["lores"]
+    assert lores_config["format"] == lores_format and lores_config["size"] == (100, 56)
     lores = frames[0].inference_image
-    assert lores is not None and lores.shape == (48, 64, 3)
-    _assert_rgb_close(lores, fake_picamera2.SCENE_RGB, 6)
+    assert lores is not None and lores.shape == (56, 100, 3) and lores.dtype == np.uint8
+    tolerance = 6 if lores_format == "YUV420" else 0
+    for row in (lores[-3:], lores[:3]):  # background above and below the marker, across the whole width
+        assert np.all(np.abs(row.astype(int) - np.array(fake_picamera2.SCENE_RGB)) <= tolerance), lores_format
+
+
+def test_picamera2_takes_one_request_per_frame_and_releases_it(picamera) -> None:
+    source = sources.Picamera2Source(resolution=(128, 96), lores=(64, 48))
+    frames = _read_all(source, limit=12)  # more frames than the 4 buffers of a preview configuration
+    camera = picamera.instances[-1]
+    assert len(frames) == 12
+    assert camera.frames == 12, "one camera frame per Frame: main and lores from a single request"
+    assert camera.held == 0 and camera.max_held == 1
+    assert [int(f.image[0, 0, 0]) for f in frames] == list(range(1, 13))
+
+
+def test_picamera2_releases_the_request_when_reading_it_fails(picamera, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self, name: str) -> np.ndarray:
+        raise RuntimeError("Stream 'lores' is not defined")
+
+    source = sources.Picamera2Source(resolution=(64, 48), lores=(32, 24))
+    with source:
+        monkeypatch.setattr(picamera.CompletedRequest, "make_array", broken)
+        with pytest.raises(sources.SourceUnavailable, match="picamera2 camera 0: capture failed"):
+            source.read()
+        assert picamera.instances[-1].held == 0
+
+
+def test_fake_picamera2_is_as_strict_as_the_camera(picamera) -> None:
+    camera = picamera.Picamera2(0)
+    camera.configure(camera.create_preview_configuration(main={"size": (64, 48), "format": "RGB888"}))
+    camera.start()
+    request = camera.capture_request()
+    assert request.make_array("main").shape == (48, 64, 3)
+    assert set(request.get_metadata()) >= {"SensorTimestamp"}
+    request.release()
+    with pytest.raises(RuntimeError, match="Stream 'main' is not defined"):
+        request.make_array("main")
+    with pytest.raises(RuntimeError, match="negative ref_count"):
+        request.release()
+    camera.capture_array("main")
+    camera.capture_array("main")
+    assert camera.frames == 3  # every capture is a new camera frame
+    held = [camera.capture_request() for _ in range(4)]
+    with pytest.raises(RuntimeError, match="buffers are held"):
+        camera.capture_request()
+    held[0].release()
+    camera.capture_request()
+
+
+def test_picamera2_yuv420_array_keeps_its_stride_padding(picamera) -> None:
+    camera = picamera.Picamera2(0)
+    camera.configure(camera.create_preview_configuration(main={"size": (128, 96)}, lores={"size": (100, 56)}))
+    camera.start()
+    request = camera.capture_request()
+    assert request.make_array("lores").shape == (56 * 3 // 2, 128)  # (height * 3 / 2, stride), as picamera2
+    request.release()
+
+
+def test_picamera2_camera_in_use_names_the_service(picamera) -> None:
+    picamera.BUSY = True
+    source = sources.open_source("picamera2", resolution=(64, 48))
+    with pytest.raises(sources.SourceError) as caught:
+        source.open()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "in use by another process" in message
+    assert "edge.service" in message and "sudo systemctl stop edge" in message
+
+
+def test_picamera2_unknown_lores_format_lists_the_valid_ones() -> None:
+    with pytest.raises(sources.SourceError, match="lores_format.*YUV420.*RGB888.*'NV12'"):
+        sources.Picamera2Source(lores=(64, 48), lores_format="NV12")
 
 
 def test_picamera2_unplugged_mid_run_recovers(picamera, caplog: pytest.LogCaptureFixture) -> None:
