@@ -107,3 +107,21 @@ def pixels_to_normalized(boxes: np.ndarray, height: int, width: int) -> np.ndarr
     return np.stack(
         [boxes[..., 1] / height, boxes[..., 0] / width, boxes[..., 3] / height, boxes[..., 2] / width], axis=-1
     ).astype(np.float32)
+
+
+def lores_to_main_pixels(boxes: np.ndarray, lores_hw: tuple[int, int], main_hw: tuple[int, int]) -> np.ndarray:
+    """Pixel ``xmin, ymin, xmax, ymax`` boxes ``(..., 4)`` on a lores image of ``(height, width)`` ``lores_hw``
+    -> the same boxes (float32) on the main image of ``main_hw`` taken at the same instant.
+
+    Assumption (picamera2 / libcamera on the Pi): both streams come from one ISP input, and a lores stream whose
+    aspect ratio differs from main's is cropped to keep its own aspect ratio, so lores shows the largest centred
+    crop of main's field of view with lores' aspect ratio, scaled to lores' size. With equal aspect ratios this
+    is a plain scale; boxes inside the lores image land inside that crop of main.
+    """
+    boxes = _check_boxes(boxes, "boxes")
+    lores_height, lores_width = lores_hw
+    main_height, main_width = main_hw
+    scale = min(main_width / lores_width, main_height / lores_height)
+    offset_x = (main_width - lores_width * scale) / 2
+    offset_y = (main_height - lores_height * scale) / 2
+    return (boxes * scale + np.array([offset_x, offset_y, offset_x, offset_y])).astype(np.float32)

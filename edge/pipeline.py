@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.boxes import lores_to_main_pixels
 from edge.outputs import FrameResult, Output
 from edge.sources import Frame, FrameSource
 from edge.stats import PipelineStats, StatusPrinter
@@ -226,9 +227,7 @@ class Pipeline:
         scores = np.asarray(detections.scores, dtype=np.float32).reshape(-1)
         class_ids = np.asarray(detections.class_ids).reshape(-1)
         if frame.inference_image is not None:
-            scale_x = frame.image.shape[1] / inference_image.shape[1]
-            scale_y = frame.image.shape[0] / inference_image.shape[0]
-            boxes = boxes * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+            boxes = lores_to_main_pixels(boxes, inference_image.shape[:2], frame.image.shape[:2])
         if not self.labels:
             self.labels = list(getattr(detections, "labels", []))
         job.stage_ms["postprocess"] = (time.perf_counter() - start) * 1000.0

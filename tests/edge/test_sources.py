@@ -245,9 +245,13 @@ def test_picamera2_yuv420_array_keeps_its_stride_padding(picamera) -> None:
 
 def test_picamera2_camera_in_use_names_the_service(picamera) -> None:
     picamera.BUSY = True
-    source = sources.open_source("picamera2", resolution=(64, 48))
-    with pytest.raises(sources.SourceError) as caught:
+    retries: list[float] = []
+    source = sources.ReconnectingSource(
+        sources.Picamera2Source(resolution=(64, 48)), max_attempts=2, sleep=retries.append
+    )
+    with pytest.raises(sources.SourceError) as caught:  # not retried: waiting will not free the camera
         source.open()
+    assert retries == []
     message = str(caught.value)
     assert "\n" not in message
     assert "in use by another process" in message
