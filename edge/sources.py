@@ -256,7 +256,7 @@ class ImageFolderSource(FrameSource):
         raise SourceError(f"image folder {str(self.folder)!r}: none of the images can be read")
 
     def _close(self) -> None:
-        self._paths = []
+        """Nothing to release; the name list stays so that ``describe()`` after the run counts the images."""
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "folder", "name": self.name, "images": len(self._paths), "loop": self.loop}
