@@ -37,7 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
         "or a folder of images",
     )
     run.add_argument("--frames", type=int, help="stop after N processed frames")
-    run.add_argument("--duration", type=float, help="stop after S seconds")
+    run.add_argument(
+        "--duration", type=float, help="stop after S seconds (an error if the source gave no frame by then)"
+    )
+    run.add_argument(
+        "--source-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --frames and no --duration: an error if the source gives no frame in S seconds (default 10)",
+    )
     run.add_argument("--display", action="store_true", help="show an OpenCV window (needs a GUI OpenCV)")
     run.add_argument("--mjpeg", metavar="HOST:PORT", help="serve /, /stream (MJPEG), /stats; host 127.0.0.1 if omitted")
     run.add_argument("--jsonl", metavar="FILE|-", help="one JSON line per frame (- for stdout)")
@@ -114,6 +123,8 @@ def command_run(args: argparse.Namespace) -> int:
         raise CliError(f"--frames: expected >= 1, got {args.frames}")
     if args.duration is not None and args.duration <= 0:
         raise CliError(f"--duration: expected > 0 seconds, got {args.duration}")
+    if args.source_timeout <= 0:
+        raise CliError(f"--source-timeout: expected > 0 seconds, got {args.source_timeout}")
     try:
         resolution = sources.parse_resolution(args.resolution)
         lores = sources.parse_resolution(args.lores) if args.lores else None
@@ -167,6 +178,7 @@ def command_run(args: argparse.Namespace) -> int:
         status=None if args.quiet else StatusPrinter(stats),
         temperature=system.cpu_temperature_c,
         stop_event=stop_event,
+        first_frame_timeout_s=args.source_timeout if args.frames is not None and args.duration is None else None,
     )
     pipeline_box.append(pipeline)
 

@@ -1,7 +1,7 @@
 """The threaded camera loop: capture + preprocess, interpreter, postprocess + outputs overlap in three threads.
 
 ```
-capture thread   source.read() -> detector.preprocess -> LatestSlot (newest frame wins, drops counted)
+capture thread   source.open(), source.read() -> detector.preprocess -> LatestSlot (newest frame wins, drops counted)
 inference thread LatestSlot.take() -> detector.invoke -> bounded hand-off (2 results)
 output thread    detector.postprocess -> boxes to frame pixels -> outputs -> stats (+ mAP on synthetic truth)
 ```
@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.boxes import lores_to_main_pixels
 from edge.outputs import FrameResult, Output
-from edge.sources import Frame, FrameSource
+from edge.sources import Frame, FrameSource, SourceUnavailable
 from edge.stats import PipelineStats, StatusPrinter
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,10 @@ class Pipeline:
     ``scores``, ``class_ids``. ``evaluator`` (``edge.metrics.DetectionEvaluator``) is fed every frame that has
     ground truth. ``status`` prints the live line; ``on_result`` is called after outputs (tests, benchmarks).
     ``stop_event``: share it with a ``ReconnectingSource`` so stopping also ends its retries.
+
+    The source is opened in the capture thread, so the limits hold while a missing camera is retried: when
+    ``duration_s`` or ``first_frame_timeout_s`` seconds pass without a single frame from the source, ``run()``
+    raises ``SourceUnavailable`` ("no frame within ... s", with the source's last error).
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Pipeline:
         temperature: Callable[[], float | None] | None = None,
         on_result: Callable[[FrameResult], None] | None = None,
         stop_event: threading.Event | None = None,
+        first_frame_timeout_s: float | None = None,
     ) -> None:
         self.source = source
         self.detector = detector
@@ -140,6 +145,7 @@ class Pipeline:
         self.stats = stats if stats is not None else PipelineStats()
         self.max_frames = max_frames
         self.duration_s = duration_s
+        self.first_frame_timeout_s = first_frame_timeout_s
         self.evaluator = evaluator
         self.status = status
         self.temperature = temperature
@@ -150,6 +156,7 @@ class Pipeline:
         self._results: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._errors: list[BaseException] = []
         self._invoked = 0
+        self._captured = 0
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask all threads to finish (safe from signal handlers and other threads)."""
@@ -162,14 +169,33 @@ class Pipeline:
         self._errors.append(error)
         self.stop("error")
 
+    def _check_deadlines(self) -> None:
+        """Stop at ``duration_s``; fail once ``duration_s`` or ``first_frame_timeout_s`` pass without a frame."""
+        if self.stop_event.is_set():
+            return
+        elapsed = self.stats.elapsed_s()
+        limits = [limit for limit in (self.duration_s, self.first_frame_timeout_s) if limit is not None]
+        passed = [limit for limit in limits if elapsed >= limit]
+        if self._captured == 0 and passed:
+            cause = self.source.last_error
+            self._fail(
+                SourceUnavailable(
+                    f"source {self.source.name!r}: no frame within {min(passed):g} s" + (f" ({cause})" if cause else "")
+                )
+            )
+        elif self.duration_s is not None and elapsed >= self.duration_s:
+            self.stop("duration limit")
+
     def _capture_loop(self) -> None:
         block = not self.source.live
         try:
+            self.source.open()
             while not self.stop_event.is_set():
                 frame = self.source.read()
                 if frame is None:
                     self.finished_reason = self.finished_reason or "source ended"
                     break
+                self._captured += 1
                 start = time.perf_counter()
                 image = frame.inference_image if frame.inference_image is not None else frame.image
                 inputs = self.stages.preprocess(image)
@@ -277,14 +303,12 @@ class Pipeline:
             threading.Thread(target=self._output_loop, name="edge-output", daemon=True),
         ]
         try:
-            self.source.open()
             for thread in threads:
                 thread.start()
             temperature, temperature_at = None, 0.0
             while any(thread.is_alive() for thread in threads[1:]):
                 threads[2].join(timeout=0.1)
-                if self.duration_s is not None and self.stats.elapsed_s() >= self.duration_s:
-                    self.stop("duration limit")
+                self._check_deadlines()
                 if self.status is not None:
                     if self.temperature is not None and time.monotonic() - temperature_at > 2.0:
                         temperature, temperature_at = self.temperature(), time.monotonic()

@@ -98,6 +98,8 @@ class FrameSource:
     """
 
     live: bool = True
+    last_error: str | None = None
+    """Why the source last failed to open or read (set by ``ReconnectingSource`` while it retries)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -607,6 +609,7 @@ class ReconnectingSource(FrameSource):
 
     def _recover(self, error: Exception) -> None:
         self.errors += 1
+        self.last_error = str(error)
         self.source.close()
         delay = self.initial_backoff_s
         attempt = 0
@@ -622,6 +625,7 @@ class ReconnectingSource(FrameSource):
                 self.source.open()
             except SourceUnavailable as exc:
                 error = exc
+                self.last_error = str(exc)
                 delay = min(delay * 2, self.max_backoff_s)
                 continue
             self.reconnects += 1

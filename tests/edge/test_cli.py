@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -210,3 +211,48 @@ def test_sigterm_writes_the_report(tiny_model: Path, tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     assert report["finished"] == "signal SIGTERM"
     assert report["frames"] >= 3
+
+
+DEMO_MODEL = ROOT / "models" / "demo_int8.tflite"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("source", "limit", "message"),
+    [
+        ("7", ["--frames", "5", "--source-timeout", "1"], "source '7': no frame within 1 s (camera device 7: "),
+        ("rtsp://127.0.0.1:{port}/cam", ["--duration", "1.5"], "no frame within 1.5 s (stream 'rtsp://127.0.0.1:"),
+    ],
+)
+def test_a_source_that_never_comes_ends_a_bounded_run(
+    tmp_path: Path, source: str, limit: list[str], message: str
+) -> None:
+    if not DEMO_MODEL.is_file():
+        pytest.skip(f"{DEMO_MODEL} (the committed demo model) is missing")
+    if source == "7" and Path("/dev/video7").exists():
+        pytest.skip("this machine has a /dev/video7")
+    report_path = tmp_path / "r.json"
+    start = time.monotonic()
+    result = _edge(
+        "run",
+        "--model",
+        str(DEMO_MODEL),
+        "--source",
+        source.format(port=_closed_port()),
+        *limit,
+        "--report",
+        str(report_path),
+        "--quiet",
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert time.monotonic() - start < 30
+    line = _error_line(result)
+    assert line.startswith("edge: error: ") and message in line
+    report = json.loads(report_path.read_text())
+    assert report["frames"] == 0 and report["finished"] == "error" and "no frame within" in report["error"]
