@@ -1,7 +1,9 @@
 """``python -m edge run|info``: the command line over ``edge.Detector``, ``edge.sources``, ``edge.outputs``.
 
 Errors print one line (``edge: error: ...``) and exit non-zero; a report (``--report``) is written at the
-end of a run, also after Ctrl-C or SIGTERM.
+end of a run, also after Ctrl-C or SIGTERM. A run stopped by a signal exits with 128 + its number (130 for
+SIGINT, 143 for SIGTERM, as a shell reports a process killed by it); signals that arrive while the run shuts
+down are ignored, so a second Ctrl-C cannot lose the report or change the exit status.
 """
 
 from __future__ import annotations
@@ -182,7 +184,10 @@ def command_run(args: argparse.Namespace) -> int:
     )
     pipeline_box.append(pipeline)
 
+    received: list[int] = []
+
     def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
         pipeline.stop(f"signal {signal.Signals(signum).name}")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -192,14 +197,18 @@ def command_run(args: argparse.Namespace) -> int:
     except (OutputError, sources.SourceError, sources.SourceUnavailable) as exc:
         error = exc
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if args.report:
             extra = {"model": {"path": str(args.model), "labels": list(detector.labels)}}
             if error is not None:
                 extra["error"] = _first_line(error)
             path = write_report(args.report, pipeline.report(extra))
             logger.info("report written to %s", path)
+        for sig, handler in previous.items():
+            # After a stop by signal the process is exiting: later signals are ignored, also while the interpreter
+            # shuts down (it resets Python handlers to the default, which would kill it, but keeps SIG_IGN).
+            signal.signal(sig, signal.SIG_IGN if received else handler)
+    if len(received) > 1:
+        logger.info("ignored %d more signal(s) while shutting down", len(received) - 1)
     if error is not None:
         raise CliError(_first_line(error)) from error
     summary = pipeline.stats.summary()
@@ -208,7 +217,12 @@ def command_run(args: argparse.Namespace) -> int:
         f"({summary['average_fps']:.1f} FPS, {summary['dropped_frames']} dropped) — {pipeline.finished_reason}",
         file=sys.stderr,
     )
-    return 0
+    return exit_status(received)
+
+
+def exit_status(signals: list[int]) -> int:
+    """The exit status of a finished run: 0, or 128 + the first signal received (130 SIGINT, 143 SIGTERM)."""
+    return 128 + int(signals[0]) if signals else 0
 
 
 def command_info(args: argparse.Namespace) -> int:
