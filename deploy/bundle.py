@@ -53,7 +53,11 @@ def build_wheel(release: str) -> Path:
         subprocess.run([*cmd, str(src)], check=True)
         out.mkdir(parents=True, exist_ok=True)
         (wheel,) = staging.glob("*.whl")
-        return Path(shutil.move(str(wheel), out / wheel.name))
+        # Copy under a private name, then rename: a deploy running beside this one never sees half a wheel.
+        partial = out / f"{wheel.name}.{os.getpid()}.partial"
+        shutil.copyfile(wheel, partial)
+        os.replace(partial, out / wheel.name)
+        return out / wheel.name
 
 
 def main() -> int:

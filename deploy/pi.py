@@ -25,6 +25,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +35,7 @@ EMULATOR_CACHE = Path(
     os.environ.get("PI_EMULATOR_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-pi-emulator"
 )
-"""Where ``scripts/pi_emulator.sh`` keeps its images and, under ``state/``, the running VM's port, key and known_hosts."""
-EMULATOR_STATE = EMULATOR_CACHE / "state"
+"""Where ``scripts/pi_emulator.sh`` keeps its images and, under ``state-<os>/``, each VM's port, key and known_hosts."""
 SERVICE = "edge"
 CONNECT_TIMEOUT_S = int(os.environ.get("PI_CONNECT_TIMEOUT", "10"))
 REMOTE_ROOT = "/opt/edge"
@@ -79,21 +79,28 @@ class Target:
     def ssh_options(self) -> list[str]:
         """ssh ``-o`` options: bounded connect time, batch mode, and the emulator's key/known_hosts."""
         opts = [f"ConnectTimeout={CONNECT_TIMEOUT_S}", "BatchMode=yes", "ServerAliveInterval=15"]
-        if self.is_emulator():
+        state = self.emulator_state()
+        if state is not None:
             opts += [
-                f"IdentityFile={EMULATOR_STATE / 'id_ed25519'}",
-                f"UserKnownHostsFile={EMULATOR_STATE / 'known_hosts'}",
+                f"IdentityFile={state / 'id_ed25519'}",
+                f"UserKnownHostsFile={state / 'known_hosts'}",
                 "StrictHostKeyChecking=yes",
             ]
         else:
             opts.append("StrictHostKeyChecking=accept-new")
         return opts
 
+    def emulator_state(self) -> Path | None:
+        """The state folder of the emulated Pi whose ssh is forwarded to this loopback port; ``None`` otherwise."""
+        if self.host not in ("127.0.0.1", "localhost"):
+            return None
+        for port_file in sorted(EMULATOR_CACHE.glob("state-*/port")):
+            if port_file.read_text().strip() == str(self.port):
+                return port_file.parent
+        return None
+
     def is_emulator(self) -> bool:
-        port_file = EMULATOR_STATE / "port"
-        if self.host not in ("127.0.0.1", "localhost") or not port_file.is_file():
-            return False
-        return port_file.read_text().strip() == str(self.port)
+        return self.emulator_state() is not None
 
 
 def parse_pi(value: str) -> list[Target]:
@@ -134,10 +141,12 @@ def inventory(targets: list[Target]) -> dict:
 
 
 def write_inventory(targets: list[Target]) -> Path:
-    path = ROOT / ".cache" / "deploy" / "inventory.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(inventory(targets), indent=2))
-    return path
+    """The inventory as a new file under ``.cache/deploy/`` (one per run: runs may go on side by side)."""
+    folder = ROOT / ".cache" / "deploy"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix="inventory-", suffix=".json", delete=False) as handle:
+        json.dump(inventory(targets), handle, indent=2)
+    return Path(handle.name)
 
 
 def ansible_playbook(playbook: str, targets: list[Target], extra: dict) -> int:
@@ -161,6 +170,7 @@ def ansible_playbook(playbook: str, targets: list[Target], extra: dict) -> int:
         if m := re.match(r"fatal: \[(?P<host>[^\]]+)\]: UNREACHABLE! => (?P<rest>.*)", line.strip()):
             unreachable_msgs[m["host"]] = m["rest"]
     status = proc.wait()
+    inv.unlink(missing_ok=True)
     elapsed = time.monotonic() - start
     by_name = {t.name: t for t in targets}
     for host, counts in recap.items():

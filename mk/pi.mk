@@ -49,7 +49,7 @@ doctor: $(STAMP)  ## check a Pi (PI=...) or this machine: runtime wheel, NumPy A
 	@if [ -n "$(PI)" ]; then $(PI_DRIVER) doctor --pi "$(PI)"; else $(PY) -m edge.doctor; fi
 
 test-pi: $(STAMP)  ## deploy tests on a freshly booted emulated Pi, PI_OS=trixie (default) or bookworm
-	RUN_PI_TESTS=1 $(PY) -m pytest -q -m pi tests/deploy
+	RUN_PI_TESTS=1 $(PY) -m pytest -q -s --durations=0 -m pi tests/deploy
 
 test-pi-all: $(STAMP)  ## test-pi for every supported release in turn (trixie, bookworm)
 	@set -e; for os in $(PI_OS_ALL); do echo "== test-pi PI_OS=$$os"; $(MAKE) --no-print-directory test-pi PI_OS=$$os; done

@@ -13,8 +13,9 @@
 #
 # Settings (environment): PI_OS=trixie|bookworm (trixie), PI_CPU=cortex-a53|cortex-a72|cortex-a76 (cortex-a72:
 # Pi 3 and Zero 2 W | Pi 4 | Pi 5; never qemu's `max`, which has every ISA extension and would hide an illegal
-# instruction), PI_SMP (4), PI_RAM_MB (2048), PI_EMULATOR_PORT (2222, ssh), PI_EMULATOR_MJPEG_PORT (8080,
-# forwarded to the guest's 8080), PI_EMULATOR_CACHE (~/.cache/edge-pi-emulator).
+# instruction), PI_SMP (4), PI_RAM_MB (2048), PI_EMULATOR_PORT (ssh: 2222 trixie, 2223 bookworm),
+# PI_EMULATOR_MJPEG_PORT (forwarded to the guest's 8080: 8080 trixie, 8081 bookworm), PI_EMULATOR_CACHE
+# (~/.cache/edge-pi-emulator). Each release has its own VM (state-<os>/), so both can run at once.
 #
 # The image is keyed by this script's contents (a change rebuilds it) and holds a raw ext4 disk, the kernel and
 # the initrd; each boot writes to a qcow2 overlay over it, kept across stop/start like a real SD card, dropped by
@@ -27,13 +28,16 @@ PI_OS="${PI_OS:-trixie}"
 PI_CPU="${PI_CPU:-cortex-a72}"
 PI_SMP="${PI_SMP:-4}"
 PI_RAM_MB="${PI_RAM_MB:-2048}"
-PORT="${PI_EMULATOR_PORT:-2222}"
-MJPEG_PORT="${PI_EMULATOR_MJPEG_PORT:-8080}"
-MIRROR="${PI_EMULATOR_MIRROR:-http://deb.debian.org/debian}"
+# Each release has its own VM state and ports, so both can run side by side.
+case "$PI_OS" in
+    trixie) DEFAULT_PORT=2222 DEFAULT_MJPEG_PORT=8080 ;;
+    *) DEFAULT_PORT=2223 DEFAULT_MJPEG_PORT=8081 ;;
+esac
+PORT="${PI_EMULATOR_PORT:-$DEFAULT_PORT}"
+MJPEG_PORT="${PI_EMULATOR_MJPEG_PORT:-$DEFAULT_MJPEG_PORT}"
 BOOT_TIMEOUT_S="${PI_EMULATOR_BOOT_TIMEOUT:-600}"
-DISK_SIZE=8G
 USER_NAME=pi
-STATE="$CACHE/state"
+STATE="$CACHE/state-$PI_OS"
 
 log() { echo "pi-emulator: $*" >&2; }
 die() { echo "pi-emulator: error: $*" >&2; exit 1; }
@@ -86,23 +90,22 @@ remote() {
 start() {
     build
     if running_pid >/dev/null; then
-        log "already running ($(cat "$STATE/os") on $(cat "$STATE/cpu"))"
+        log "already running ($PI_OS on $(cat "$STATE/cpu"))"
         print_pi
         return
     fi
     mkdir -p "$STATE"
-    local overlay="$STATE/overlay-$PI_OS.qcow2"
-    if [[ ! -e $overlay || $(cat "$STATE/image-$PI_OS" 2>/dev/null) != "$IMAGE" ]]; then
+    local overlay="$STATE/overlay.qcow2"
+    if [[ ! -e $overlay || $(cat "$STATE/image" 2>/dev/null) != "$IMAGE" ]]; then
         rm -f "$overlay"
         qemu-img create -q -f qcow2 -b "$IMAGE/disk.raw" -F raw "$overlay"
-        echo "$IMAGE" >"$STATE/image-$PI_OS"
+        echo "$IMAGE" >"$STATE/image"
     fi
     cp "$IMAGE/id_ed25519" "$STATE/id_ed25519"
     chmod 600 "$STATE/id_ed25519"
     echo "[127.0.0.1]:$PORT $(cat "$IMAGE/host_key.pub")" >"$STATE/known_hosts"
     echo "$PORT" >"$STATE/port"
     echo "$MJPEG_PORT" >"$STATE/mjpeg_port"
-    echo "$PI_OS" >"$STATE/os"
     echo "$PI_CPU" >"$STATE/cpu"
     rm -f "$STATE/qemu.pid"
     : >"$STATE/console.log"
@@ -154,7 +157,7 @@ stop() {
 
 reset() {
     stop
-    rm -f "$STATE"/overlay-*.qcow2 "$STATE"/image-*
+    rm -f "$STATE/overlay.qcow2" "$STATE/image"
     log "disk changes dropped: the next start boots a freshly built $PI_OS"
 }
 
@@ -168,7 +171,8 @@ case "${1:-}" in
     env)
         running_pid >/dev/null || exit 1
         echo "PI=$USER_NAME@127.0.0.1:$(cat "$STATE/port")"
-        for f in os cpu port mjpeg_port; do echo "PI_EMULATOR_${f^^}=$(cat "$STATE/$f")"; done
+        echo "PI_EMULATOR_OS=$PI_OS"
+        for f in cpu port mjpeg_port; do echo "PI_EMULATOR_${f^^}=$(cat "$STATE/$f")"; done
         echo "PI_EMULATOR_STATE=$STATE"
         ;;
     *) die "usage: $0 build|start|stop|reset|status|ssh CMD|env (got '${1:-}')" ;;

@@ -111,4 +111,4 @@ def emulated_pi() -> Iterator[EmulatedPi]:
     try:
         yield EmulatedPi(state["PI"], os_name, cpu, int(state["PI_EMULATOR_MJPEG_PORT"]))
     finally:
-        subprocess.run([str(EMULATOR), "stop"], capture_output=True, timeout=300)
+        subprocess.run([str(EMULATOR), "stop"], capture_output=True, timeout=300, env={**os.environ, "PI_OS": os_name})

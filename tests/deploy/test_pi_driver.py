@@ -34,14 +34,16 @@ def test_parse_pi_rejects_bad_values(value: str) -> None:
 
 
 def test_inventory_has_bounded_ssh_and_emulator_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pi, "EMULATOR_STATE", tmp_path)
-    (tmp_path / "port").write_text("2299\n")
+    monkeypatch.setattr(pi, "EMULATOR_CACHE", tmp_path)
+    state = tmp_path / "state-bookworm"
+    state.mkdir()
+    (state / "port").write_text("2299\n")
     inv = pi.inventory(pi.parse_pi("root@127.0.0.1:2299 pi@raspberrypi.local"))
     hosts = inv["all"]["children"]["pis"]["hosts"]
     emulator, real = hosts["127.0.0.1_2299"], hosts["raspberrypi.local"]
     assert emulator["edge_emulator"] is True and real["edge_emulator"] is False
     assert emulator["ansible_port"] == 2299 and emulator["ansible_user"] == "root"
-    assert f"IdentityFile={tmp_path / 'id_ed25519'}" in emulator["ansible_ssh_common_args"]
+    assert f"IdentityFile={state / 'id_ed25519'}" in emulator["ansible_ssh_common_args"]
     assert "IdentityFile" not in real["ansible_ssh_common_args"]
     for host in (emulator, real):
         assert f"ConnectTimeout={pi.CONNECT_TIMEOUT_S}" in host["ansible_ssh_common_args"]
