@@ -240,6 +240,7 @@ def command_run(args: argparse.Namespace) -> int:
         evaluator=evaluator,
         status=None if args.quiet else StatusPrinter(stats),
         temperature=system.cpu_temperature_c,
+        throttling=system.throttling,
         stop_event=stop_event,
         first_frame_timeout_s=args.source_timeout if args.frames is not None and args.duration is None else None,
     )

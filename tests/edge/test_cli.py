@@ -394,10 +394,11 @@ def test_run_serves_the_stream_only_with_the_file_credentials(tmp_path: Path) ->
     url = f"http://{host}:{port}/"
     try:
         deadline = time.monotonic() + 60
-        while _poll_stats(url + "stats", right) is None:
+        while (stats := _poll_stats(url + "stats", right)) is None:
             assert process.poll() is None, process.stderr.read()
             assert time.monotonic() < deadline, "the stream never came up"
             time.sleep(0.2)
+        assert stats["thermal"]["samples"] >= 1 and set(stats["thermal"]["cpu_temperature_c"]) == {"min", "max", "last"}
         for authorization in (None, wrong):
             for path in ("stats", "frame.jpg", "stream"):
                 status, body = _http_get(url + path, authorization)
