@@ -165,6 +165,25 @@ def test_port_in_use_is_a_clear_error(server: MjpegServer) -> None:
         MjpegServer("127.0.0.1", server.port).start()
 
 
+def test_ipv6_loopback_host_is_served() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    try:
+        server = MjpegServer("::1", 0, stats_provider=lambda: STATS).start()
+    except OSError as exc:
+        pytest.skip(f"cannot listen on ::1 here ({exc})")
+    try:
+        assert server.url == f"http://[::1]:{server.port}/"
+        with urllib.request.urlopen(server.url + "stats", timeout=5) as response:
+            assert json.loads(response.read()) == STATS
+    finally:
+        server.stop()
+
+
+def test_listen_backlog_is_sized_for_real_use(server: MjpegServer) -> None:
+    assert server._server is not None and server._server.request_queue_size == 64
+
+
 def _install_chromium() -> str | None:
     """Find ``chromium``, installing the Debian package under a file lock when missing; None if impossible."""
     LOCK.touch(exist_ok=True)
