@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--display", action="store_true", help="show an OpenCV window (needs a GUI OpenCV)")
     run.add_argument("--mjpeg", metavar="HOST:PORT", help="serve /, /stream (MJPEG), /stats; host 127.0.0.1 if omitted")
+    run.add_argument(
+        "--mjpeg-auth",
+        metavar="FILE",
+        help="--mjpeg: HTTP Basic credentials, one line user:password in a mode-0600 file "
+        "(else $EDGE_MJPEG_PASSWORD, user $EDGE_MJPEG_USER or 'edge'); needed for a non-loopback HOST",
+    )
+    run.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="--mjpeg: serve a non-loopback HOST without credentials (anyone on the network sees the camera)",
+    )
+    run.add_argument(
+        "--mjpeg-max-clients", type=int, default=16, metavar="N", help="--mjpeg: concurrent /stream clients (16)"
+    )
+    run.add_argument(
+        "--mjpeg-max-per-address",
+        type=int,
+        default=4,
+        metavar="N",
+        help="--mjpeg: concurrent /stream clients from one IP address (default 4)",
+    )
     run.add_argument("--jsonl", metavar="FILE|-", help="one JSON line per frame (- for stdout)")
     run.add_argument("--save-video", metavar="FILE", help="write the annotated video (.mp4 or .avi)")
     run.add_argument("--report", metavar="FILE.json", help="write a JSON report at the end (also on Ctrl-C/SIGTERM)")
@@ -97,17 +120,54 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _outputs(args: argparse.Namespace, stats_provider: Any, on_quit: Any) -> list[Any]:
+def mjpeg_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """``MjpegOutput`` keyword arguments from the ``--mjpeg*`` flags and ``environ``; None without ``--mjpeg``.
+
+    Credentials come from ``--mjpeg-auth FILE`` (read here, once), else from ``EDGE_MJPEG_PASSWORD``. A
+    non-loopback host without credentials is refused unless ``--insecure-no-auth`` (``edge.auth``).
+    """
+    from edge import auth
+    from edge.mjpeg import parse_host_port
+
+    if not args.mjpeg:
+        for flag, given in (("--mjpeg-auth", args.mjpeg_auth), ("--insecure-no-auth", args.insecure_no_auth)):
+            if given:
+                raise CliError(f"{flag}: only with --mjpeg HOST:PORT")
+        return None
+    for flag, value in (
+        ("--mjpeg-max-clients", args.mjpeg_max_clients),
+        ("--mjpeg-max-per-address", args.mjpeg_max_per_address),
+    ):
+        if value < 1:
+            raise CliError(f"{flag}: expected >= 1, got {value}")
+    try:
+        host, port = parse_host_port(args.mjpeg)
+        if args.mjpeg_auth:
+            credentials = auth.read_credentials_file(args.mjpeg_auth)
+        else:
+            credentials = auth.credentials_from_env(environ)
+        auth.check_exposure(host, credentials, insecure_no_auth=args.insecure_no_auth)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if credentials is None and not auth.is_loopback(host):
+        logger.warning("--insecure-no-auth: the stream on %s is open to anyone who can reach it", host)
+    return {
+        "host": host,
+        "port": port,
+        "credentials": credentials,
+        "max_clients": args.mjpeg_max_clients,
+        "max_clients_per_address": args.mjpeg_max_per_address,
+    }
+
+
+def _outputs(args: argparse.Namespace, mjpeg: dict[str, Any] | None, stats_provider: Any, on_quit: Any) -> list[Any]:
     from edge import outputs
 
     result: list[Any] = []
     if args.display:
         result.append(outputs.DisplayOutput(on_quit=on_quit))
-    if args.mjpeg:
-        from edge.mjpeg import parse_host_port
-
-        host, port = parse_host_port(args.mjpeg)
-        result.append(outputs.MjpegOutput(host, port, stats_provider=stats_provider))
+    if mjpeg is not None:
+        result.append(outputs.MjpegOutput(**mjpeg, stats_provider=stats_provider))
     if args.jsonl:
         result.append(outputs.JsonlOutput(args.jsonl))
     if args.save_video:
@@ -127,6 +187,7 @@ def command_run(args: argparse.Namespace) -> int:
         raise CliError(f"--duration: expected > 0 seconds, got {args.duration}")
     if args.source_timeout <= 0:
         raise CliError(f"--source-timeout: expected > 0 seconds, got {args.source_timeout}")
+    mjpeg = mjpeg_settings(args, os.environ)
     try:
         resolution = sources.parse_resolution(args.resolution)
         lores = sources.parse_resolution(args.lores) if args.lores else None
@@ -168,7 +229,7 @@ def command_run(args: argparse.Namespace) -> int:
     def stats_provider() -> dict[str, Any]:
         return {**pipeline_box[0].stats.summary(), "model": model_file} if pipeline_box else {}
 
-    outputs = _outputs(args, stats_provider, on_quit=lambda: stop_event.set())
+    outputs = _outputs(args, mjpeg, stats_provider, on_quit=lambda: stop_event.set())
     pipeline = Pipeline(
         source,
         detector,
@@ -179,6 +240,7 @@ def command_run(args: argparse.Namespace) -> int:
         evaluator=evaluator,
         status=None if args.quiet else StatusPrinter(stats),
         temperature=system.cpu_temperature_c,
+        throttling=system.throttling,
         stop_event=stop_event,
         first_frame_timeout_s=args.source_timeout if args.frames is not None and args.duration is None else None,
     )

@@ -2,17 +2,24 @@
 
 The pipeline calls ``publish(jpeg_bytes)`` once per frame (encoding happens once, not per client). Each
 client has its own thread that sends the newest frame whenever it is ready for one, so a slow client
-simply skips frames and never blocks the camera loop or other clients.
+simply skips frames and never blocks the camera loop or other clients. A client that takes no whole frame
+within a few seconds (it connected and never reads) is dropped, and stream slots are capped per client
+address and in all, so clients that never read cannot keep real viewers out. With credentials
+(``edge.auth``) every path needs HTTP Basic authentication; when to require them is ``edge.auth``'s rule.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from edge.auth import REALM, Credentials
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +58,10 @@ function sample() {{
 }}
 async function stats() {{
   try {{
-    const response = await fetch("/stats", {{cache: "no-store"}});
+    // location.origin, not "/stats": a page opened as http://user:pass@host/ resolves relative URLs with the
+    // credentials in them, which fetch() refuses; same-origin requests carry the browser's cached credentials.
+    const response = await fetch(new URL("/stats", location.origin), {{cache: "no-store"}});
+    if (!response.ok) throw new Error("HTTP " + response.status);
     document.getElementById("stats").textContent = JSON.stringify(await response.json(), null, 1);
   }} catch (error) {{
     document.getElementById("stats").textContent = "stats unavailable: " + error;
@@ -80,11 +90,23 @@ def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, in
     return (host or default_host), port_number
 
 
-class MjpegServer:
-    """Serve the newest published JPEG to any number of HTTP clients.
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
 
-    ``stats_provider`` returns the JSON-ready dict served at ``/stats``. ``port=0`` picks a free port
-    (see ``port`` after ``start()``). ``max_clients`` concurrent ``/stream`` clients; more get HTTP 503.
+
+class _HttpServer6(_HttpServer):
+    address_family = socket.AF_INET6
+
+
+class MjpegServer:
+    """Serve the newest published JPEG to HTTP clients, with optional Basic authentication and bounded slots.
+
+    ``stats_provider`` returns the JSON-ready dict served at ``/stats``. ``port=0`` picks a free port (see
+    ``port`` after ``start()``). ``credentials`` (``edge.auth.Credentials``): every path answers 401 without
+    them. At most ``max_clients`` concurrent ``/stream`` clients in all and ``max_clients_per_address`` from
+    one IP address; more get HTTP 503. A client that cannot take a whole frame within ``client_timeout_s``
+    (or sends no request for that long) is dropped, so clients that never read free their slot in seconds.
+    ``backlog`` is the listen queue length.
     """
 
     def __init__(
@@ -94,20 +116,30 @@ class MjpegServer:
         stats_provider: Callable[[], dict[str, Any]] | None = None,
         max_clients: int = 16,
         sample_ms: int = 200,
+        credentials: Credentials | None = None,
+        max_clients_per_address: int = 4,
+        client_timeout_s: float = 3.0,
+        backlog: int = 64,
     ) -> None:
         self.host = host
         self.requested_port = port
         self.stats_provider = stats_provider or (lambda: {})
         self.max_clients = max_clients
+        self.max_clients_per_address = max_clients_per_address
+        self.client_timeout_s = client_timeout_s
+        self.backlog = backlog
+        self.credentials = credentials
         self.page = PAGE.format(sample_ms=sample_ms).encode()
         self._condition = threading.Condition()
         self._jpeg: bytes | None = None
+        self._part = b""
         self._sequence = 0
-        self._clients = 0
+        self._clients: collections.Counter[str] = collections.Counter()
         self._closed = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.frames_sent = 0
+        self.clients_dropped = 0
 
     @property
     def port(self) -> int:
@@ -117,30 +149,37 @@ class MjpegServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
 
     @property
     def clients(self) -> int:
         with self._condition:
-            return self._clients
+            return self._clients.total()
 
     def start(self) -> MjpegServer:
-        handler = _make_handler(self)
+        server_class = _HttpServer6 if ":" in self.host else _HttpServer
+        server = server_class((self.host, self.requested_port), _make_handler(self), bind_and_activate=False)
+        server.request_queue_size = self.backlog
         try:
-            server = ThreadingHTTPServer((self.host, self.requested_port), handler)
+            server.server_bind()
+            server.server_activate()
         except OSError as exc:
+            server.server_close()
             raise OSError(f"--mjpeg {self.host}:{self.requested_port}: cannot listen ({exc.strerror or exc})") from exc
-        server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="mjpeg-server", daemon=True)
         self._thread.start()
-        logger.info("MJPEG stream at %s", self.url)
+        logger.info("MJPEG stream at %s%s", self.url, "" if self.credentials else " (no authentication)")
         return self
 
     def publish(self, jpeg: bytes) -> None:
         """Make ``jpeg`` the newest frame and wake waiting clients; never blocks on clients."""
+        part = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+        part += jpeg + b"\r\n"
         with self._condition:
             self._jpeg = jpeg
+            self._part = part
             self._sequence += 1
             self._condition.notify_all()
 
@@ -150,16 +189,25 @@ class MjpegServer:
             self._condition.wait_for(lambda: self._sequence > after or self._closed.is_set(), timeout=timeout)
             return self._sequence, self._jpeg
 
-    def _enter_client(self) -> bool:
+    def _wait_part(self, after: int, timeout: float) -> tuple[int, bytes]:
+        """Like ``wait_frame`` but returns the whole multipart part (boundary, headers, JPEG, CRLF)."""
         with self._condition:
-            if self._clients >= self.max_clients:
+            self._condition.wait_for(lambda: self._sequence > after or self._closed.is_set(), timeout=timeout)
+            return self._sequence, self._part
+
+    def _enter_client(self, address: str) -> bool:
+        with self._condition:
+            if self._clients.total() >= self.max_clients or self._clients[address] >= self.max_clients_per_address:
                 return False
-            self._clients += 1
+            self._clients[address] += 1
             return True
 
-    def _leave_client(self) -> None:
+    def _leave_client(self, address: str, dropped: bool) -> None:
         with self._condition:
-            self._clients -= 1
+            self._clients[address] -= 1
+            if self._clients[address] <= 0:
+                del self._clients[address]
+            self.clients_dropped += int(dropped)
 
     def stop(self) -> None:
         self._closed.set()
@@ -177,23 +225,41 @@ class MjpegServer:
         self.stop()
 
 
+STREAM_SEND_BUFFER = 256 * 1024
+"""``SO_SNDBUF`` of a ``/stream`` socket: enough for a few frames, small enough that a client that does not read
+fills it (and then times out) within seconds instead of hiding in megabytes of auto-tuned kernel buffer."""
+
+
 def _make_handler(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = 30  # a client stuck for this long is dropped (its own thread only)
+        timeout = server.client_timeout_s  # socket timeout: a request or a whole frame must pass within it
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("mjpeg %s: " + format, self.client_address[0], *args)
 
-        def _send_body(self, status: int, content_type: str, body: bytes) -> None:
+        def _send_body(
+            self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(body)
 
+        def _authorized(self) -> bool:
+            if server.credentials is None or server.credentials.accepts(self.headers.get("Authorization")):
+                return True
+            challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
+            self._send_body(401, "text/plain", b"authentication required\n", challenge)
+            return False
+
         def do_GET(self) -> None:
+            if not self._authorized():
+                return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 self._send_body(200, "text/html; charset=utf-8", server.page)
@@ -212,10 +278,13 @@ def _make_handler(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self._send_body(404, "text/plain", b"not found: try /, /stream, /stats\n")
 
         def _stream(self) -> None:
-            if not server._enter_client():
-                self._send_body(503, "text/plain", b"too many stream clients\n")
+            address = self.client_address[0]
+            if not server._enter_client(address):
+                self._send_body(503, "text/plain", b"too many stream clients\n", {"Retry-After": "5"})
                 return
+            dropped = False
             try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
                 self.send_header("Cache-Control", "no-store")
@@ -224,20 +293,18 @@ def _make_handler(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 sequence = 0
                 while not server._closed.is_set():
-                    newest, jpeg = server.wait_frame(sequence, timeout=1.0)
-                    if jpeg is None or newest == sequence:
+                    newest, part = server._wait_part(sequence, timeout=1.0)
+                    if not part or newest == sequence:
                         continue
                     sequence = newest
-                    self.wfile.write(
-                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                    )
-                    self.wfile.write(jpeg)
-                    self.wfile.write(b"\r\n")
-                    self.wfile.flush()
+                    self.wfile.write(part)  # sendall under the socket timeout: a stalled client raises here
                     server.frames_sent += 1
-            except OSError:  # client went away (broken pipe, reset, timeout)
+            except TimeoutError:
+                dropped = True
+                logger.info("mjpeg %s: dropped a client that took no frame for %g s", address, self.timeout)
+            except OSError:  # client went away (broken pipe, reset)
                 pass
             finally:
-                server._leave_client()
+                server._leave_client(address, dropped)
 
     return Handler

@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from edge.auth import Credentials
+
 logger = logging.getLogger(__name__)
 
 
@@ -178,7 +180,11 @@ class DisplayOutput(Output):
 
 
 class MjpegOutput(Output):
-    """Publishes each annotated frame, JPEG-encoded once, to an ``edge.mjpeg.MjpegServer``."""
+    """Publishes each annotated frame, JPEG-encoded once, to an ``edge.mjpeg.MjpegServer``.
+
+    ``credentials`` (``edge.auth.Credentials``), ``max_clients`` and ``max_clients_per_address`` are passed to
+    the server (see ``MjpegServer``).
+    """
 
     name = "mjpeg"
 
@@ -188,10 +194,20 @@ class MjpegOutput(Output):
         port: int,
         stats_provider: Callable[[], dict[str, Any]] | None = None,
         quality: int = 80,
+        credentials: Credentials | None = None,
+        max_clients: int = 16,
+        max_clients_per_address: int = 4,
     ) -> None:
         from edge.mjpeg import MjpegServer
 
-        self.server = MjpegServer(host, port, stats_provider=stats_provider)
+        self.server = MjpegServer(
+            host,
+            port,
+            stats_provider=stats_provider,
+            credentials=credentials,
+            max_clients=max_clients,
+            max_clients_per_address=max_clients_per_address,
+        )
         self.quality = quality
 
     def open(self) -> MjpegOutput:

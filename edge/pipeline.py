@@ -116,6 +116,8 @@ class Pipeline:
     ``scores``, ``class_ids``. ``evaluator`` (``edge.metrics.DetectionEvaluator``) is fed every frame that has
     ground truth. ``status`` prints the live line; ``on_result`` is called after outputs (tests, benchmarks).
     ``stop_event``: share it with a ``ReconnectingSource`` so stopping also ends its retries.
+    ``temperature`` (degrees C or None) and ``throttling`` (``edge.system.throttling``) are sampled every
+    ``host_sample_s`` seconds from the thread that runs ``run()``, into ``stats.thermal``.
 
     The source is opened in the capture thread, so the limits hold while a missing camera is retried: when
     ``duration_s`` or ``first_frame_timeout_s`` seconds pass without a single frame from the source, ``run()``
@@ -136,6 +138,8 @@ class Pipeline:
         on_result: Callable[[FrameResult], None] | None = None,
         stop_event: threading.Event | None = None,
         first_frame_timeout_s: float | None = None,
+        throttling: Callable[[], dict[str, Any] | None] | None = None,
+        host_sample_s: float = 5.0,
     ) -> None:
         self.source = source
         self.detector = detector
@@ -149,6 +153,8 @@ class Pipeline:
         self.evaluator = evaluator
         self.status = status
         self.temperature = temperature
+        self.throttling = throttling
+        self.host_sample_s = host_sample_s
         self.on_result = on_result
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.finished_reason = ""
@@ -303,16 +309,18 @@ class Pipeline:
             threading.Thread(target=self._output_loop, name="edge-output", daemon=True),
         ]
         try:
+            self._sample_host()  # the first reading before any frame, so /stats never shows a run without one
+            sampled_at = time.monotonic()
             for thread in threads:
                 thread.start()
-            temperature, temperature_at = None, 0.0
             while any(thread.is_alive() for thread in threads[1:]):
                 threads[2].join(timeout=0.1)
                 self._check_deadlines()
+                if time.monotonic() - sampled_at >= self.host_sample_s:
+                    sampled_at = time.monotonic()
+                    self._sample_host()
                 if self.status is not None:
-                    if self.temperature is not None and time.monotonic() - temperature_at > 2.0:
-                        temperature, temperature_at = self.temperature(), time.monotonic()
-                    self.status.maybe_print(temperature)
+                    self.status.maybe_print(self.stats.thermal.temperature_last)
         except KeyboardInterrupt:
             self.stop("interrupted")
             for thread in threads[1:]:
@@ -333,6 +341,12 @@ class Pipeline:
             raise self._errors[0]
         self.stats.set_dropped(self._slot.dropped)
         return self.stats.summary()
+
+    def _sample_host(self) -> None:
+        """One temperature / throttling reading into ``stats.thermal`` (from ``run``'s thread, not per frame)."""
+        temperature = self.temperature() if self.temperature is not None else None
+        throttled = self.throttling() if self.throttling is not None else None
+        self.stats.thermal.add(self.stats.elapsed_s(), temperature, throttled)
 
     def report(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON-ready run report: measurements, source, finish reason, host facts and mAP@0.5 when evaluated."""

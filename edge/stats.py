@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.atomic import atomic_write_bytes
+from edge.system import throttle_event
 
 STAGES: tuple[str, ...] = ("wait", "preprocess", "invoke", "postprocess", "output")
 """Per-frame stages, in pipeline order: waiting for a frame, preprocessing, interpreter, decode+NMS, draw/output."""
@@ -57,6 +58,64 @@ class RingBuffer:
         }
 
 
+class ThermalLog:
+    """CPU temperature and throttling sampled during a run (every few seconds, off the per-frame path).
+
+    ``add(elapsed_s, temperature_c, throttled)`` takes one reading: degrees Celsius or None without a sensor,
+    ``edge.system.parse_throttled`` flags or None without ``vcgencmd``. ``summary()`` keeps the minimum and
+    maximum temperature and the first throttle event (``edge.system.throttle_event``), all None when absent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.samples = 0
+        self.temperature_samples = 0
+        self.throttle_samples = 0
+        self.temperature_min: float | None = None
+        self.temperature_max: float | None = None
+        self.temperature_last: float | None = None
+        self._baseline: dict[str, Any] | None = None
+        self._first_throttle: dict[str, Any] | None = None
+
+    def add(self, elapsed_s: float, temperature_c: float | None, throttled: dict[str, Any] | None) -> None:
+        with self._lock:
+            self.samples += 1
+            if temperature_c is not None:
+                self.temperature_samples += 1
+                self.temperature_last = temperature_c
+                low, high = self.temperature_min, self.temperature_max
+                self.temperature_min = temperature_c if low is None else min(low, temperature_c)
+                self.temperature_max = temperature_c if high is None else max(high, temperature_c)
+            if throttled is None:
+                return
+            self.throttle_samples += 1
+            if self._baseline is None:
+                self._baseline = dict(throttled)
+            flags = throttle_event(throttled, self._baseline)
+            if flags and self._first_throttle is None:
+                self._first_throttle = {
+                    "after_s": round(elapsed_s, 3),
+                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "flags": flags,
+                }
+
+    def summary(self) -> dict[str, Any]:
+        """``{"samples", "temperature_samples", "throttle_samples", "cpu_temperature_c": {"min", "max", "last"},
+        "first_throttle": {"after_s" (since the run started), "time" (UTC ISO 8601), "flags": [...]} | None}``."""
+        with self._lock:
+            return {
+                "samples": self.samples,
+                "temperature_samples": self.temperature_samples,
+                "throttle_samples": self.throttle_samples,
+                "cpu_temperature_c": {
+                    "min": self.temperature_min,
+                    "max": self.temperature_max,
+                    "last": self.temperature_last,
+                },
+                "first_throttle": dict(self._first_throttle) if self._first_throttle else None,
+            }
+
+
 class PipelineStats:
     """Thread-safe collector fed by the pipeline once per finished frame.
 
@@ -74,6 +133,7 @@ class PipelineStats:
         self.frames = 0
         self.dropped = 0
         self.source_errors = 0
+        self.thermal = ThermalLog()
 
     def record(self, stage_ms: dict[str, float], e2e_ms: float) -> None:
         now = time.monotonic()
@@ -124,6 +184,7 @@ class PipelineStats:
             "rolling_fps": round(self.fps(), 3),
             "stages_ms": stages,
             "end_to_end_ms": e2e,
+            "thermal": self.thermal.summary(),
         }
 
     def status_line(self, temperature_c: float | None = None) -> str:

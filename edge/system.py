@@ -51,6 +51,23 @@ def parse_throttled(text: str) -> dict[str, Any]:
     return flags
 
 
+CURRENT_THROTTLE_FLAGS: tuple[str, ...] = tuple(THROTTLE_BITS[bit] for bit in range(4))
+"""Flags that say the Pi is limited right now (bits 0-3); bits 16-19 say it happened since boot."""
+
+
+def throttle_event(flags: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
+    """Names of the flags in ``flags`` (``parse_throttled``) that make a throttle event during a run.
+
+    A flag of ``CURRENT_THROTTLE_FLAGS`` set now, or an "occurred since boot" flag that was clear in
+    ``baseline`` (the run's first reading): one set before the run started is not this run's event. Empty
+    list: no event.
+    """
+    baseline = baseline or {}
+    current = [name for name in CURRENT_THROTTLE_FLAGS if flags.get(name)]
+    occurred = [THROTTLE_BITS[bit] for bit in range(16, 20)]
+    return current + [name for name in occurred if flags.get(name) and not baseline.get(name)]
+
+
 def throttling() -> dict[str, Any] | None:
     """Throttling flags from ``vcgencmd get_throttled`` when the tool exists, else ``None``."""
     tool = shutil.which("vcgencmd")

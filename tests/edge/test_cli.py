@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -9,12 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+for _name in ("EDGE_MJPEG_PASSWORD", "EDGE_MJPEG_USER"):
+    ENV.pop(_name, None)
 
 # Runs a command with TensorFlow and Keras made unimportable (as on a Pi).
 NO_TF = (
@@ -26,9 +31,9 @@ NO_TF = (
 )
 
 
-def _edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _edge(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", NO_TF, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=ENV
+        [sys.executable, "-c", NO_TF, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env or ENV
     )
 
 
@@ -294,3 +299,126 @@ def test_a_source_that_never_comes_ends_a_bounded_run(
     assert line.startswith("edge: error: ") and message in line
     report = json.loads(report_path.read_text())
     assert report["frames"] == 0 and report["finished"] == "error" and "no frame within" in report["error"]
+
+
+def _auth_file(tmp_path: Path, mode: int = 0o600, text: str = "viewer:t0ken:x\n") -> Path:
+    path = tmp_path / "mjpeg.auth"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20"])
+def test_mjpeg_on_a_network_address_without_credentials_is_refused(host: str, tmp_path: Path) -> None:
+    result = _edge("run", "--mjpeg", f"{host}:0", "--frames", "1", "--model", str(tmp_path / "m.tflite"))
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert line.startswith(f"edge: error: --mjpeg {host}: a non-loopback address needs credentials: pass --mjpeg-auth")
+    assert len([x for x in result.stderr.splitlines() if x.strip()]) == 1
+
+
+def test_mjpeg_credentials_file_open_to_others_is_refused(tmp_path: Path) -> None:
+    auth = _auth_file(tmp_path, mode=0o644)
+    result = _edge("run", "--mjpeg", "0.0.0.0:0", "--mjpeg-auth", str(auth), "--frames", "1")
+    assert result.returncode == 2
+    assert _error_line(result) == (
+        f"edge: error: --mjpeg-auth {auth}: mode 0644 gives group/others access; expected 0600 (chmod 600 {auth})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mjpeg-auth", "x"], "--mjpeg-auth: only with --mjpeg HOST:PORT"),
+        (["--insecure-no-auth"], "--insecure-no-auth: only with --mjpeg HOST:PORT"),
+        (["--mjpeg", "8080", "--mjpeg-max-clients", "0"], "--mjpeg-max-clients: expected >= 1, got 0"),
+        (["--mjpeg", "8080", "--mjpeg-max-per-address", "0"], "--mjpeg-max-per-address: expected >= 1, got 0"),
+    ],
+)
+def test_mjpeg_flag_errors(args: list[str], message: str) -> None:
+    result = _edge("run", *args, "--frames", "1")
+    assert result.returncode == 2
+    assert _error_line(result) == f"edge: error: {message}"
+
+
+@pytest.mark.parametrize("how", ["file", "env", "insecure", "loopback"])
+def test_mjpeg_exposure_check_passes_with_credentials_or_the_flag(how: str, tmp_path: Path) -> None:
+    """Past the check, the run goes on to load the (missing) model: that error proves the check passed."""
+    args, env = ["--mjpeg", "0.0.0.0:0"], dict(ENV)
+    if how == "file":
+        args += ["--mjpeg-auth", str(_auth_file(tmp_path))]
+    elif how == "env":
+        env["EDGE_MJPEG_PASSWORD"] = "t0ken"
+    elif how == "insecure":
+        args.append("--insecure-no-auth")
+    else:
+        args = ["--mjpeg", "127.0.0.2:0"]
+    result = _edge("run", *args, "--frames", "1", "--model", str(tmp_path / "m.tflite"), env=env)
+    assert result.returncode == 2
+    assert _error_line(result).startswith("edge: error: --model"), result.stderr
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _http_get(url: str, authorization: str | None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_run_serves_the_stream_only_with_the_file_credentials(tmp_path: Path) -> None:
+    """The deploy's contract end to end: --mjpeg HOST:PORT --mjpeg-auth FILE (0600, user:password)."""
+    if not DEMO_MODEL.is_file():
+        pytest.skip(f"{DEMO_MODEL} (the committed demo model) is missing")
+    host = "127.0.0.2"
+    port = _free_port(host)
+    auth = _auth_file(tmp_path)
+    right = "Basic " + base64.b64encode(b"viewer:t0ken:x").decode()
+    wrong = "Basic " + base64.b64encode(b"viewer:t0ken").decode()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", "--model", str(DEMO_MODEL), "--resolution", "160x120", "--quiet"]
+        + ["--mjpeg", f"{host}:{port}", "--mjpeg-auth", str(auth), "--duration", "60"],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://{host}:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while (stats := _poll_stats(url + "stats", right)) is None:
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the stream never came up"
+            time.sleep(0.2)
+        assert stats["thermal"]["samples"] >= 1 and set(stats["thermal"]["cpu_temperature_c"]) == {"min", "max", "last"}
+        for authorization in (None, wrong):
+            for path in ("stats", "frame.jpg", "stream"):
+                status, body = _http_get(url + path, authorization)
+                assert (status, body) == (401, b"authentication required\n"), path
+        status, body = _http_get(url + "frame.jpg", right)
+        assert status == 200 and body[:2] == b"\xff\xd8"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def _poll_stats(url: str, authorization: str) -> dict | None:
+    """``/stats`` once it has frames, else None (not listening yet, or no frame processed yet)."""
+    try:
+        status, body = _http_get(url, authorization)
+    except OSError:
+        return None
+    stats = json.loads(body) if status == 200 else {}
+    return stats if stats.get("frames") else None

@@ -14,12 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import sources
+from edge import sources, system
 from edge.boxes import normalized_to_pixels
 from edge.metrics import DetectionEvaluator
 from edge.outputs import FrameResult, JsonlOutput
 from edge.pipeline import LatestSlot, Pipeline
-from edge.stats import STAGES, PipelineStats, RingBuffer, StatusPrinter, write_report, write_timestamped_report
+from edge.stats import (
+    STAGES,
+    PipelineStats,
+    RingBuffer,
+    StatusPrinter,
+    ThermalLog,
+    write_report,
+    write_timestamped_report,
+)
 from tests.edge import fake_picamera2
 
 LABELS = ["circle", "triangle", "square", "star"]
@@ -378,3 +386,80 @@ def test_write_timestamped_report(tmp_path: Path) -> None:
     assert path.parent == tmp_path / "results"
     assert re.fullmatch(r"pipeline_\d{8}T\d{6}Z\.json", path.name)
     assert json.loads(path.read_text()) == {"ratio": 0.95}
+
+
+def _throttled(*flags: str) -> dict:
+    bits = {name: bit for bit, name in system.THROTTLE_BITS.items()}
+    return system.parse_throttled(f"throttled={sum(1 << bits[name] for name in flags):#x}")
+
+
+def test_thermal_log_keeps_min_max_and_the_first_throttle_event() -> None:
+    log = ThermalLog()
+    log.add(0.0, 50.0, _throttled("throttling_occurred"))  # happened before the run: not this run's event
+    log.add(5.0, 48.5, _throttled("throttling_occurred"))
+    log.add(10.0, None, None)
+    log.add(15.0, 61.2, _throttled("throttling_occurred", "currently_throttled", "arm_frequency_capped"))
+    log.add(20.0, 55.0, _throttled("under_voltage"))
+    summary = log.summary()
+    assert summary["samples"] == 5 and summary["temperature_samples"] == 4 and summary["throttle_samples"] == 4
+    assert summary["cpu_temperature_c"] == {"min": 48.5, "max": 61.2, "last": 55.0}
+    first = summary["first_throttle"]
+    assert first["after_s"] == 15.0 and first["flags"] == ["arm_frequency_capped", "currently_throttled"]
+    assert first["time"].endswith("+00:00")
+
+
+def test_thermal_log_without_sensors_is_null() -> None:
+    log = ThermalLog()
+    log.add(0.0, None, None)
+    assert log.summary() == {
+        "samples": 1,
+        "temperature_samples": 0,
+        "throttle_samples": 0,
+        "cpu_temperature_c": {"min": None, "max": None, "last": None},
+        "first_throttle": None,
+    }
+
+
+def test_throttle_event_rule() -> None:
+    assert system.throttle_event(_throttled(), None) == []
+    assert system.throttle_event(_throttled("soft_temperature_limit"), None) == ["soft_temperature_limit"]
+    before = _throttled("under_voltage_occurred")
+    assert system.throttle_event(_throttled("under_voltage_occurred"), before) == []
+    assert system.throttle_event(_throttled("under_voltage_occurred", "throttling_occurred"), before) == [
+        "throttling_occurred"
+    ]
+
+
+def test_temperature_and_throttling_are_sampled_during_the_run_off_the_frame_threads() -> None:
+    temperatures = iter([47.0, 52.5, 44.0] + [50.0] * 100)
+    readings = iter([_throttled()] * 2 + [_throttled("currently_throttled")] * 100)
+    threads: set[str] = set()
+
+    def temperature() -> float:
+        threads.add(threading.current_thread().name)
+        return next(temperatures)
+
+    pipeline = Pipeline(
+        sources.SyntheticSource((32, 32), fps=50.0),
+        TimedDetector(),
+        duration_s=1.0,
+        temperature=temperature,
+        throttling=lambda: next(readings),
+        host_sample_s=0.2,
+    )
+    summary = pipeline.run()
+    thermal = summary["thermal"]
+    assert thermal["samples"] >= 3, "sampled through the run, not once"
+    assert thermal["cpu_temperature_c"]["min"] == 44.0 and thermal["cpu_temperature_c"]["max"] == 52.5
+    assert 0.2 <= thermal["first_throttle"]["after_s"] < 1.0
+    assert thermal["first_throttle"]["flags"] == ["currently_throttled"]
+    assert threads == {threading.current_thread().name}, "sampled by run()'s thread, not a frame thread"
+    assert pipeline.report()["thermal"] == thermal
+
+
+def test_a_run_without_sensors_reports_null_temperatures() -> None:
+    pipeline = Pipeline(sources.SyntheticSource((32, 32), paced=False, num_frames=5), TimedDetector())
+    thermal = pipeline.run()["thermal"]
+    assert thermal["samples"] >= 1
+    assert thermal["cpu_temperature_c"] == {"min": None, "max": None, "last": None}
+    assert thermal["first_throttle"] is None
