@@ -7,6 +7,7 @@
     python deploy/pi.py run --pi HOST -- --source synthetic ...  # the camera loop in the foreground, one host
     python deploy/pi.py ssh --pi HOST -- CMD...                  # foreground, one host
     python deploy/pi.py doctor --pi ...
+    python deploy/pi.py url --pi ... [--mjpeg-port 8080]         # the camera stream's URL, with its credentials
 
 The emulated Pi (``scripts/pi_emulator.sh``) is recognised by its address and gets its key and its
 own known_hosts file; other hosts use the user's ssh setup (agent, ``~/.ssh/config``, known_hosts).
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,7 @@ EMULATOR_CACHE = Path(
 SERVICE = "edge"
 CONNECT_TIMEOUT_S = int(os.environ.get("PI_CONNECT_TIMEOUT", "10"))
 REMOTE_ROOT = "/opt/edge"
+CREDENTIALS = f"{REMOTE_ROOT}/mjpeg.credentials"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,16 +197,36 @@ def ansible_playbook(playbook: str, targets: list[Target], extra: dict) -> int:
     return status
 
 
-def run_ssh(target: Target, command: list[str], tty: bool = False) -> int:
-    """Run ``command`` on ``target`` over ssh, in the foreground; returns its exit status."""
+def ssh_command(target: Target, tty: bool = False) -> list[str]:
+    """``ssh`` with ``target``'s port and options, up to the destination; append the remote command line."""
     cmd = ["ssh", "-p", str(target.port)]
     for o in target.ssh_options():
         cmd += ["-o", o]
     if tty:
         cmd.append("-t")
     cmd.append(f"{target.user}@{target.host}" if target.user else target.host)
-    cmd.append(" ".join(shlex.quote(c) for c in command))
-    return subprocess.call(cmd)
+    return cmd
+
+
+def run_ssh(target: Target, command: list[str], tty: bool = False) -> int:
+    """Run ``command`` on ``target`` over ssh, in the foreground; returns its exit status."""
+    return subprocess.call([*ssh_command(target, tty), " ".join(shlex.quote(c) for c in command)])
+
+
+def stream_url(target: Target, credentials: str, mjpeg_port: int) -> str:
+    """``http://user:password@host:port/`` of a deployed camera stream; the emulator's port is its forwarded one.
+
+    ``credentials`` is the ``user:password`` line of the Pi's ``mjpeg.credentials`` (``ValueError`` otherwise).
+    """
+    user, sep, password = credentials.strip().partition(":")
+    if not (user and sep and password):
+        raise ValueError(f"{CREDENTIALS} on {target.name}: expected one line user:password")
+    host, port = target.host, mjpeg_port
+    state = target.emulator_state()
+    if state is not None and (state / "mjpeg_port").is_file():
+        port = int((state / "mjpeg_port").read_text())
+    quote = urllib.parse.quote
+    return f"http://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
 
 
 def remote_run_script(args: list[str]) -> str:
@@ -235,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog="run/ssh/doctor: -- ARGS"
     )
-    parser.add_argument("command", choices=["inventory", "deploy", "rollback", "bench", "doctor", "run", "ssh"])
+    parser.add_argument("command", choices=["inventory", "deploy", "rollback", "bench", "doctor", "url", "run", "ssh"])
     parser.add_argument("--pi", default=os.environ.get("PI", ""), help="user@host[:port], several separated by spaces")
     parser.add_argument("--model", default="models/demo_int8.tflite", help="model file to deploy")
     parser.add_argument("--mjpeg-port", type=int, default=8080, help="MJPEG port of the camera service")
@@ -271,6 +294,25 @@ def main(argv: list[str] | None = None) -> int:
         for t in targets:
             print(f"== doctor on {t.name}")
             status |= run_ssh(t, [f"{REMOTE_ROOT}/current/venv/bin/python", "-m", "edge.doctor", *remote])
+        return status
+    if ns.command == "url":
+        status = 0
+        for t in targets:
+            read = subprocess.run(
+                [*ssh_command(t), f"cat {CREDENTIALS} 2>/dev/null || sudo -n cat {CREDENTIALS}"],
+                capture_output=True,
+                text=True,
+                timeout=CONNECT_TIMEOUT_S + 60,
+            )
+            if read.returncode != 0:
+                print(f"url: {t.name}: cannot read {CREDENTIALS} (deployed? make deploy PI=...): {read.stderr.strip()}")
+                status = 1
+                continue
+            try:
+                print(stream_url(t, read.stdout, ns.mjpeg_port))
+            except ValueError as exc:
+                print(f"url: {exc}")
+                status = 1
         return status
     if len(targets) != 1:
         parser.error(f"{ns.command} runs in the foreground on one host: give PI a single user@host[:port]")

@@ -18,7 +18,7 @@ PI_CPU ?= cortex-a72
 PI_OS_ALL := trixie bookworm
 export PI_OS PI_CPU
 
-.PHONY: pi-emulator pi-emulator-stop pi-emulator-reset deploy rollback pi-run pi-bench doctor test-pi test-pi-all _pi-need
+.PHONY: pi-emulator pi-emulator-stop pi-emulator-reset deploy rollback pi-run pi-bench pi-url doctor test-pi test-pi-all _pi-need
 
 _pi-need:
 	@test -n "$(PI)" || { echo "PI is empty: use PI=user@host[:port] (make pi-emulator prints one)"; exit 2; }
@@ -44,6 +44,9 @@ pi-run: $(STAMP) _pi-need  ## run the camera loop in the foreground on PI over s
 
 pi-bench: $(STAMP) _pi-need  ## run the edge loop benchmark on PI; results in bench/results/<host>/
 	$(PI_DRIVER) bench --pi "$(PI)" --frames $(BENCH_FRAMES)
+
+pi-url: $(STAMP) _pi-need  ## print the camera stream's URL with its credentials (made by the deploy)
+	@$(PI_DRIVER) url --pi "$(PI)" --mjpeg-port $(MJPEG_PORT)
 
 doctor: $(STAMP)  ## check a Pi (PI=...) or this machine: runtime wheel, NumPy ABI, picamera2, camera, governor, heat
 	@if [ -n "$(PI)" ]; then $(PI_DRIVER) doctor --pi "$(PI)"; else $(PY) -m edge.doctor; fi

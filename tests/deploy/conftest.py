@@ -7,6 +7,7 @@ session starts from a freshly flashed disk (``reset``), booted with ``PI_OS`` (t
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -56,6 +57,8 @@ class EmulatedPi:
     os: str
     cpu: str
     mjpeg_port: int
+    credentials: str | None = None
+    """``user:password`` of the stream, read from the Pi the first time it is needed (after the deploy)."""
 
     def ssh(self, command: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
@@ -74,10 +77,21 @@ class EmulatedPi:
         emulator("stop", timeout=300, PI_OS=self.os, PI_CPU=self.cpu)
         emulator("start", timeout=BOOT_TIMEOUT_S, PI_OS=self.os, PI_CPU=self.cpu)
 
-    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
-        """HTTP GET on the guest's MJPEG server through the forwarded port: (status, body); (0, b"") unreachable."""
+    def get(self, path: str, timeout: float = 10, credentials: str | None = "deployed") -> tuple[int, bytes]:
+        """HTTP GET on the guest's MJPEG server through the forwarded port: (status, body); (0, b"") unreachable.
+
+        ``credentials``: ``"deployed"`` (the Pi's ``mjpeg.credentials``), a ``user:password`` string, or ``None``.
+        """
+        if credentials == "deployed":
+            if self.credentials is None:
+                self.credentials = self.ssh("cat /opt/edge/mjpeg.credentials").stdout.strip()
+            credentials = self.credentials
+        headers = {}
+        if credentials is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.mjpeg_port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.mjpeg_port}{path}", timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,22 @@ def test_deploy_of_the_demo_model_starts_the_service(emulated_pi: EmulatedPi) ->
     assert emulated_pi.ssh("systemctl is-enabled edge.service").stdout.strip() == "enabled"
     stats = emulated_pi.wait_stats(SERVICE_START_S)
     assert stats["model"] == model_file(DEMO_MODEL)
+
+
+def test_the_stream_needs_the_deployed_credentials(emulated_pi: EmulatedPi) -> None:
+    """The service listens on the Pi's network: no frame or stats without the password made at deploy time."""
+    assert emulated_pi.ssh("stat -c '%a %U' /opt/edge/mjpeg.credentials").stdout.split() == ["600", "pi"]
+    for path in ("/", "/stats", "/frame.jpg"):
+        status, body = emulated_pi.get(path, credentials=None)
+        assert status == 401 and b"\xff\xd8" not in body and b"frames" not in body, (path, status)
+    assert emulated_pi.get("/stats", credentials="edge:wrong")[0] == 401
+    url = driver("url", "--pi", emulated_pi.pi, timeout=120)
+    assert url.returncode == 0, url.stdout + url.stderr
+    parsed = urllib.parse.urlsplit(url.stdout.strip())
+    assert (parsed.hostname, parsed.port) == ("127.0.0.1", emulated_pi.mjpeg_port)
+    user, password = urllib.parse.unquote(parsed.username or ""), urllib.parse.unquote(parsed.password or "")
+    status, body = emulated_pi.get("/stats", credentials=f"{user}:{password}")
+    assert status == 200 and json.loads(body)["frames"] > 0
 
 
 def test_the_release_matches_the_os_python_and_uses_the_os_numpy(emulated_pi: EmulatedPi) -> None:

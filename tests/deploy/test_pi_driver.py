@@ -129,3 +129,20 @@ def test_edge_wheel_is_the_runtime_alone(tmp_path: Path, monkeypatch: pytest.Mon
     assert "edge = edge.cli:main" in entry_points
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist")]
     assert {r.split(">")[0].split("=")[0] for r in requires} == {"numpy", "opencv-python-headless", "ai-edge-litert"}
+
+
+def test_stream_url_quotes_credentials_and_uses_the_emulators_forwarded_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pi, "EMULATOR_CACHE", tmp_path)
+    state = tmp_path / "state-trixie"
+    state.mkdir()
+    (state / "port").write_text("2222\n")
+    (state / "mjpeg_port").write_text("18080\n")
+    (real,) = pi.parse_pi("pi@raspberrypi.local")
+    assert pi.stream_url(real, "edge:a/b@c\n", 8080) == "http://edge:a%2Fb%40c@raspberrypi.local:8080/"
+    (emulator,) = pi.parse_pi("pi@127.0.0.1:2222")
+    assert pi.stream_url(emulator, "edge:tok", 8080) == "http://edge:tok@127.0.0.1:18080/"
+    for bad in ("", "edge", "edge:", ":tok"):
+        with pytest.raises(ValueError, match="expected one line user:password"):
+            pi.stream_url(real, bad, 8080)
