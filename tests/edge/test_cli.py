@@ -177,9 +177,22 @@ def test_run_synthetic_writes_jsonl_and_report(tiny_model: Path, tmp_path: Path)
     assert isinstance(report["system"]["emulated"], bool)
 
 
+def start_process(argv: list[str]) -> subprocess.Popen:
+    """``argv`` in the background from the repository root, stderr captured as text (for the signal tests)."""
+    return subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_frames(process: subprocess.Popen, jsonl: Path, count: int, timeout_s: float = 60) -> None:
+    """Wait until the running ``process`` has written ``count`` JSON lines to ``jsonl`` (it must stay alive)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < count):
+        assert process.poll() is None, process.stderr.read() if process.stderr else process.returncode
+        time.sleep(0.05)
+
+
 def test_sigterm_writes_the_report(tiny_model: Path, tmp_path: Path) -> None:
     jsonl, report_path = tmp_path / "frames.jsonl", tmp_path / "report.json"
-    process = subprocess.Popen(
+    process = start_process(
         [
             sys.executable,
             "-c",
@@ -195,18 +208,10 @@ def test_sigterm_writes_the_report(tiny_model: Path, tmp_path: Path) -> None:
             str(jsonl),
             "--report",
             str(report_path),
-        ],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        ]
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.1)
+        wait_for_frames(process, jsonl, 3)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -235,20 +240,12 @@ def test_a_second_signal_during_shutdown_still_writes_the_report(
     if not DEMO_MODEL.is_file():
         pytest.skip(f"{DEMO_MODEL} (the committed demo model) is missing")
     jsonl, report_path = tmp_path / "frames.jsonl", tmp_path / "r.json"
-    process = subprocess.Popen(
+    process = start_process(
         [sys.executable, "-m", "edge", "run", "--model", str(DEMO_MODEL), "--resolution", "160x120"]
-        + ["--jsonl", str(jsonl), "--report", str(report_path), "--quiet"],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        + ["--jsonl", str(jsonl), "--report", str(report_path), "--quiet"]
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 2):
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.05)
+        wait_for_frames(process, jsonl, 2)
         process.send_signal(signum)
         time.sleep(gap_ms / 1000)
         if process.poll() is None:

@@ -29,6 +29,7 @@ from edge.stats import (
     write_timestamped_report,
 )
 from tests.edge import fake_picamera2
+from tests.edge.dead_source import NeverOpens
 
 LABELS = ["circle", "triangle", "square", "star"]
 
@@ -251,19 +252,6 @@ def test_image_folder_report_counts_its_images(tmp_path: Path) -> None:
     report = pipeline.report()
     assert report["frames"] == 3
     assert report["source"]["kind"] == "folder" and report["source"]["images"] == 3
-
-
-class NeverOpens(sources.FrameSource):
-    """A live source whose camera is missing: every open fails, as ``--source 7`` without a device 7."""
-
-    def _open(self) -> None:
-        raise sources.SourceUnavailable("camera device 7: cannot be opened")
-
-    def _read(self):  # pragma: no cover - never opened
-        return None
-
-    def _close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize(

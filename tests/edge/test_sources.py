@@ -16,6 +16,7 @@ import pytest
 from edge import sources
 from edge.mjpeg import MjpegServer
 from tests.edge import fake_picamera2
+from tests.edge.dead_source import NeverOpens
 
 COLORS_RGB = [(220, 30, 30), (30, 200, 40), (20, 40, 230), (240, 240, 20)]
 
@@ -293,17 +294,7 @@ def test_picamera2_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPa
 
 
 def test_reconnect_gives_up_after_max_attempts() -> None:
-    class Dead(sources.FrameSource):
-        def _open(self) -> None:
-            raise sources.SourceUnavailable("camera device 7: cannot be opened")
-
-        def _read(self):  # pragma: no cover - never opened
-            return None
-
-        def _close(self) -> None:
-            pass
-
-    source = sources.ReconnectingSource(Dead("cam7"), max_attempts=2, sleep=lambda s: None)
+    source = sources.ReconnectingSource(NeverOpens("cam7"), max_attempts=2, sleep=lambda s: None)
     with pytest.raises(sources.SourceUnavailable, match="cam7.*gave up after 2"):
         source.open()
 
