@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["inventory", "deploy", "rollback", "bench", "doctor", "url", "run", "ssh"])
     parser.add_argument("--pi", default=os.environ.get("PI", ""), help="user@host[:port], several separated by spaces")
     parser.add_argument("--model", default="models/demo_int8.tflite", help="model file to deploy")
+    parser.add_argument("--mjpeg-host", default="0.0.0.0", help="address the camera service's stream binds to")
     parser.add_argument("--mjpeg-port", type=int, default=8080, help="MJPEG port of the camera service")
     parser.add_argument("--frames", type=int, default=100, help="bench: frames of the synthetic run")
     parser.add_argument("--source", default="picamera2", help="camera source of the service")
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"MODEL={ns.model}: no such file (build one with the convert stage or pass MODEL=...)")
         extra = {"edge_repo": str(ROOT), "edge_model": str(model), "edge_mjpeg_port": ns.mjpeg_port}
         extra["edge_source"] = ns.source
+        extra["edge_mjpeg_host"] = ns.mjpeg_host
         extra["edge_service_extra_args"] = ns.service_args
         return ansible_playbook("site.yml", targets, extra)
     if ns.command == "rollback":

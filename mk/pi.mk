@@ -3,6 +3,7 @@
 
 PI ?=
 MODEL ?= models/demo_int8.tflite
+MJPEG_HOST ?= 0.0.0.0
 MJPEG_PORT ?= 8080
 PI_SOURCE ?= picamera2
 SERVICE_ARGS ?=
@@ -33,7 +34,7 @@ pi-emulator-reset:  ## power it off and drop its disk changes: the next boot is 
 	$(PI_EMULATOR) reset
 
 deploy: $(STAMP) _pi-need  ## deploy edge + MODEL to PI=user@host[:port] [PI="h1 h2"] [SERVICE_ARGS="--fps 10"]
-	$(PI_DRIVER) deploy --pi "$(PI)" --model "$(MODEL)" --mjpeg-port $(MJPEG_PORT) --source $(PI_SOURCE) \
+	$(PI_DRIVER) deploy --pi "$(PI)" --model "$(MODEL)" --mjpeg-host $(MJPEG_HOST) --mjpeg-port $(MJPEG_PORT) --source $(PI_SOURCE) \
 		--service-args="$(SERVICE_ARGS)"
 
 rollback: $(STAMP) _pi-need  ## make the previous model current again on PI
