@@ -136,17 +136,21 @@ def test_second_deploy_changes_nothing(emulated_pi: EmulatedPi) -> None:
 
 
 def test_systemd_restarts_the_loop_after_kill_9(emulated_pi: EmulatedPi) -> None:
+    """Timed on the guest's own monotonic clock (the kill, then systemd's start timestamp of the new process)."""
     pid = service_pid(emulated_pi)
-    killed = time.monotonic()
-    emulated_pi.ssh(f"sudo kill -9 {pid}")
-    while time.monotonic() - killed < RESTART_WITHIN_S:
+    killed_at_s = float(emulated_pi.ssh(f"sudo kill -9 {pid} && cut -d' ' -f1 /proc/uptime").stdout)
+    deadline = time.monotonic() + 5 * RESTART_WITHIN_S
+    while time.monotonic() < deadline:
         new_pid = service_pid(emulated_pi)
         if new_pid not in (0, pid):
             break
         time.sleep(1)
     else:
-        raise AssertionError(f"edge.service was not restarted within {RESTART_WITHIN_S} s of kill -9")
-    print(f"restarted by systemd {time.monotonic() - killed:.1f} s after kill -9 (emulated)")
+        raise AssertionError(f"edge.service had no new process {5 * RESTART_WITHIN_S} s after kill -9")
+    started_us = emulated_pi.ssh("systemctl show --property ExecMainStartTimestampMonotonic --value edge.service")
+    restart_s = int(started_us.stdout) / 1e6 - killed_at_s
+    print(f"restarted by systemd {restart_s:.1f} s after kill -9 (guest clock, emulated; RestartSec=5)")
+    assert 0 < restart_s < RESTART_WITHIN_S
     assert emulated_pi.ssh("systemctl show --property NRestarts --value edge.service").stdout.strip() != "0"
     emulated_pi.wait_stats(SERVICE_START_S)
 
