@@ -231,8 +231,10 @@ class _Collector:
             raise error
         self.skipped.setdefault(error.reason, []).append(f"{error.file}: {error.detail}")
 
-    def missing_image(self, file: str | Path, image_path: Path) -> None:
-        self.skipped.setdefault(MISSING_IMAGE, []).append(f"{file}: image {image_path} does not exist")
+    def missing_image(self, file: str | Path, field: str, image_path: Path) -> None:
+        self.skipped.setdefault(MISSING_IMAGE, []).append(
+            f"{file}: {field}: expected an image file, {image_path} does not exist"
+        )
 
 
 def _number(value: Any, file: str | Path, field: str) -> float:
@@ -312,6 +314,24 @@ def detect_format(path: str | Path) -> str:
         f"{path}: cannot tell the dataset format: expected Annotations/ (Pascal VOC) or annotations/*.json (COCO). "
         f"Pass fmt='voc' or 'coco' (--format) if the layout is unusual. {_HOW_TO_GET_DATA}"
     )
+
+
+def list_splits(path: str | Path, fmt: str = "auto") -> list[str]:
+    """The split names of the dataset at ``path``, ``train`` first: VOC ``ImageSets/Main/*.txt`` (not the
+    per-class ``<class>_<split>.txt`` lists); COCO ``annotations/instances_*.json`` (else ``*.json``) or the
+    one ``.json`` file ``path`` names."""
+    path = Path(path)
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "voc":
+        names = [p.stem for p in (_voc_root(path) / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem]
+    elif fmt == "coco":
+        if path.is_file():
+            return [path.stem.removeprefix("instances_")]
+        files = sorted((path / "annotations").glob("instances_*.json")) or sorted((path / "annotations").glob("*.json"))
+        names = [p.stem.removeprefix("instances_") for p in files]
+    else:
+        raise ValueError(f"dataset format must be one of voc, coco; got {fmt!r}")
+    return sorted(names, key=lambda name: (name != "train", name))
 
 
 def load_dataset(
@@ -418,7 +438,7 @@ def _load_voc(path: Path, split: str, labels: Sequence[str] | None, skip_bad: bo
             collector.problem(error)
             continue
         if not Path(record.image_path).is_file():
-            collector.missing_image(ann_dir / f"{image_id}.xml", Path(record.image_path))
+            collector.missing_image(ann_dir / f"{image_id}.xml", "filename", Path(record.image_path))
             continue
         records.append(record)
     return Dataset(label_list, records, collector.skipped, source=str(root), format="voc")
@@ -633,7 +653,7 @@ def _load_coco(
         file_name, height, width = images[image_id]
         image_path = folder / file_name
         if not image_path.is_file():
-            collector.missing_image(json_path, image_path)
+            collector.missing_image(json_path, f"images[{first_index[image_id]}].file_name", image_path)
             continue
         objects = per_image[image_id]
         boxes = np.array([b for b, _ in objects], np.float32).reshape(-1, 4)
