@@ -1,7 +1,9 @@
 """The training loop: loss falls, run directory contents, resume, interruption keeps the last good checkpoint."""
 
 import csv
+import itertools
 import json
+import types
 
 import keras
 import numpy as np
@@ -32,25 +34,32 @@ def tiny_data(tmp_path_factory):
     )
 
 
-def test_a_few_steps_on_a_fixed_batch_make_the_loss_fall(tiny_data, tmp_path):
-    records = load_dataset(tiny_data, "train").records[:8]
+def _fixed_batch_trainer(data, out, train_config: TrainConfig, steps_per_epoch: int) -> tuple[Trainer, tuple]:
+    """A Trainer on one fixed batch of 8 images (alpha 0.25, 96x96) whose evaluation always says mAP 0."""
+    records = load_dataset(data, "train").records[:8]
     config = ModelConfig(alpha=0.25, input_size=(96, 96), num_classes=4)
     keras.utils.set_random_seed(0)
     model = build_ssd(config)
-    images, targets = next(iter(make_dataset(records, config, 8, training=False)))
-    train_data = tf.data.Dataset.from_tensors((images, targets)).repeat()
+    batch = next(iter(make_dataset(records, config, 8, training=False)))
+    train_data = tf.data.Dataset.from_tensors(batch).repeat()
     trainer = Trainer(
         model,
         config,
-        TrainConfig(epochs=1, batch_size=8, warmup_epochs=0),
+        train_config,
         ["a", "b", "c", "d"],
-        tmp_path,
+        out,
         train_data,
-        20,
-        lambda m: {"map50": 0.0},
+        steps_per_epoch,
+        lambda m: {"map50": 0.0, "coco_map": 0.0},
         tf.distribute.get_strategy(),
         {},
     )
+    return trainer, batch
+
+
+def test_a_few_steps_on_a_fixed_batch_make_the_loss_fall(tiny_data, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=8, warmup_epochs=0)
+    trainer, (images, targets) = _fixed_batch_trainer(tiny_data, tmp_path, config, 20)
     losses = [float(trainer._step(images, targets)[0]) for _ in range(20)]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
@@ -121,3 +130,19 @@ def test_mirrored_strategy_trains_the_fused_twin_and_saves_plain_keras(tiny_data
     assert norms and all(type(layer) is keras.layers.BatchNormalization for layer in norms)
     # the saved model carries the trained statistics copied back from the twin, not fresh ones
     assert not np.allclose(model.get_layer("conv1_bn").moving_variance.numpy(), 1.0)
+
+
+def test_resume_carries_the_elapsed_time_and_the_budget_over(tiny_data, tmp_path, monkeypatch):
+    clock = itertools.count(0.0, 100.0)  # every reading of the clock is 100 s after the previous one
+    monkeypatch.setattr("train.trainer.time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    first, _ = _fixed_batch_trainer(tiny_data, tmp_path, TrainConfig(epochs=1, batch_size=8, warmup_epochs=0), 1)
+    first.fit()
+    # 8 min of budget: the second epoch ends past 300 s of training in all, and a third (~100 s) would pass it
+    config = TrainConfig(epochs=3, batch_size=8, warmup_epochs=0, max_train_minutes=8)
+    second, _ = _fixed_batch_trainer(tiny_data, tmp_path, config, 1)
+    assert second.restore()
+    metrics = second.fit()
+    with (tmp_path / "history.csv").open() as handle:
+        elapsed = [float(r["elapsed_s"]) for r in csv.DictReader(handle)]
+    assert len(elapsed) == 2 and elapsed[1] >= elapsed[0] + 200, elapsed
+    assert metrics["epochs_run"] == 2 and metrics["train_seconds"] == elapsed[1]
