@@ -29,13 +29,10 @@ from tqdm.auto import tqdm
 
 from edge.anchors import ANCHOR_CODE_VERSION
 from edge.atomic import atomic_write_bytes
-from train.config import ModelConfig
+from train.config import OPTIMIZERS, STRATEGIES, ModelConfig
 from train.fused_batch_norm import copy_weights, with_fused_batch_norm
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclasses.dataclass(frozen=True)
