@@ -24,7 +24,7 @@ TRAIN_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup test lint data train evaluate clean
+.PHONY: help setup test lint data train evaluate check-data clean
 help:  ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -53,6 +53,9 @@ train: $(STAMP) data  ## train the demo detector on the synthetic dataset
 
 evaluate: $(STAMP)  ## evaluate the demo run's best checkpoint on the validation split
 	$(PY) -m train.evaluate --run $(RUN) --data $(DATA)
+
+check-data: $(STAMP)  ## list every problem in a dataset at once: make check-data DATA=PATH [FORMAT=voc|coco]
+	$(PY) -m train.check_data --data $(DATA) $(if $(FORMAT),--format $(FORMAT))
 
 clean:  ## remove generated data, runs and caches (keeps .venv)
 	rm -rf data runs demo .pytest_cache

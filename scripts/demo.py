@@ -4,7 +4,8 @@ Stages (each prints what it produced and how long it took; one whose outputs exi
 inputs is skipped and says so):
 
 1. ``data``    ``python -m train.synthetic`` -> the synthetic Pascal VOC dataset (``--data``);
-2. ``train``   ``python -m train`` with a time budget -> ``--run`` (``best.keras``, ``metrics.json``);
+2. ``train``   ``python -m train`` with a time budget -> ``--run`` (``best.keras``, ``metrics.json``); from
+   scratch (``--restart``) when the run's ``run.json`` records other settings (EPOCHS, AUGMENT, TRAIN_ARGS, ...);
 3. ``convert`` ``python -m convert`` -> ``demo/model_int8.tflite`` + accuracy table (``.accuracy.md/.json``);
 4. ``edge``    ``python -m edge run`` on the synthetic camera -> ``demo/latency_report.json``, ``demo/detections.jsonl``;
 5. ``frames``  the int8 model on synthetic camera frames -> ``demo/frame_*.png`` and ``demo/detections.gif``;
@@ -48,6 +49,27 @@ def is_current(outputs: Sequence[Path], inputs: Sequence[Path]) -> bool:
     return min(_mtime(p) for p in outputs) >= newest_input
 
 
+def train_settings_match(run_json: Path, flags: Sequence[str]) -> bool:
+    """True when ``run_json`` records a ``python -m train`` run with the same settings as ``flags`` (parsed by
+    train's own parser, so flag order and number spelling do not matter; ``--restart`` is ignored)."""
+    from train.__main__ import build_parser
+
+    try:
+        recorded = shlex.split(json.loads(run_json.read_text())["command"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if recorded[:3] != ["python", "-m", "train"]:
+        return False
+    parser = build_parser()
+    try:
+        before, now = vars(parser.parse_args(recorded[3:])), vars(parser.parse_args(list(flags)))
+    except SystemExit:  # a flag this version of train does not know: not the same settings
+        return False
+    before.pop("restart")
+    now.pop("restart")
+    return before == now
+
+
 def run_command(stage: str, command: Sequence[str], hint: str = "") -> None:
     """Run ``command`` (output streams to this terminal); ``StageError`` when it exits non-zero."""
     print(f"[{stage}] $ {shlex.join(command)}", flush=True)
@@ -89,22 +111,19 @@ class Demo:
             raise StageError(f"stage 'data': {self.data}/ImageSets/Main/train.txt missing after generation")
         return before == _mtime(marker), [self.data]
 
-    def _run_matches(self) -> bool:
-        path = self.run_dir / "run.json"
-        try:
-            model = json.loads(path.read_text())["model"]
-        except (OSError, ValueError, KeyError):
-            return False
-        return model.get("alpha") == self.args.alpha and model.get("input_size") == [self.args.size, self.args.size]
-
     def stage_train(self) -> tuple[bool, list[Path]]:
         outputs = [self.run_dir / "best.keras", self.run_dir / "metrics.json"]
-        if self._run_matches() and is_current(outputs, [self.data / "synthetic.json"]):
+        flags = ["--data", str(self.data), "--alpha", f"{self.args.alpha:g}", "--size", str(self.args.size)]
+        flags += ["--epochs", str(self.args.epochs), "--seed", str(self.args.seed), "--augment", self.args.augment]
+        flags += ["--max-train-minutes", f"{self.args.max_train_minutes:g}"]
+        flags += ["--out", str(self.run_dir), *shlex.split(self.args.train_args)]
+        command = [self.python, "-m", "train", *flags]
+        run_json = self.run_dir / "run.json"
+        if run_json.exists() and not train_settings_match(run_json, flags):
+            print(f"[train] {run_json} records other settings: training again from scratch (--restart)", flush=True)
+            command.append("--restart")
+        elif is_current(outputs, [self.data / "synthetic.json"]):
             return True, outputs
-        command = [self.python, "-m", "train", "--data", str(self.data), "--alpha", f"{self.args.alpha:g}"]
-        command += ["--size", str(self.args.size), "--epochs", str(self.args.epochs), "--seed", str(self.args.seed)]
-        command += ["--augment", self.args.augment, "--max-train-minutes", f"{self.args.max_train_minutes:g}"]
-        command += ["--out", str(self.run_dir), *shlex.split(self.args.train_args)]
         run_command("train", command, "Fix the error above, or pass another RUN=runs/NAME.")
         for path in outputs:
             if not path.is_file():
@@ -123,7 +142,7 @@ class Demo:
         run_command(
             "convert",
             command,
-            "Exit status 1 is the int8 accuracy gate: train longer (DEMO_TRAIN_MINUTES) or allow more (MAX_MAP_DROP).",
+            "Exit status 1 is the int8 accuracy gate: train longer (TRAIN_MINUTES, EPOCHS) or allow more (MAX_MAP_DROP).",
         )
         for path in outputs:
             if not path.is_file():
@@ -279,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     required.add_argument("--alpha", type=float, required=True, help="width multiplier (ALPHA)")
     required.add_argument("--size", type=int, required=True, help="input size in pixels (SIZE)")
     required.add_argument("--epochs", type=int, required=True, help="most epochs (EPOCHS)")
-    required.add_argument("--augment", required=True, help="augmentation preset (DEMO_AUGMENT)")
-    required.add_argument("--max-train-minutes", type=float, required=True, help="training budget (DEMO_TRAIN_MINUTES)")
+    required.add_argument("--augment", required=True, help="augmentation preset (AUGMENT)")
+    required.add_argument("--max-train-minutes", type=float, required=True, help="training budget (TRAIN_MINUTES)")
     parser.add_argument("--train-args", default="", help="more `python -m train` flags, one string (TRAIN_ARGS)")
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo)")
     parser.add_argument("--calibration-images", type=int, default=300, help="int8 calibration images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -131,3 +132,53 @@ def test_main_reports_a_failed_stage_and_exits_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "demo: error: stage 'edge' failed" in err
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def _make_variables() -> set[str]:
+    text = "\n".join(p.read_text() for p in [ROOT / "Makefile", *sorted((ROOT / "mk").glob("*.mk"))])
+    return set(re.findall(r"^(?:export\s+)?([A-Z][A-Z0-9_]*)\s*[?:+]?=", text, re.MULTILINE))
+
+
+def test_help_and_hints_name_make_variables_that_exist(tmp_path, monkeypatch):
+    names = set()
+    for action in demo.build_parser()._actions:
+        names |= set(re.findall(r"\(([A-Z][A-Z0-9_]+)\)", action.help or ""))
+    hints = []
+    monkeypatch.setattr(demo, "run_command", lambda stage, command, hint="": hints.append(hint))
+    runner = demo.Demo(_args(tmp_path))
+    for stage in (runner.stage_train, runner.stage_convert):
+        with pytest.raises(demo.StageError, match="missing after"):
+            stage()
+    for hint in hints:
+        names |= set(re.findall(r"(?<![/\w])[A-Z][A-Z0-9_]{2,}\b", hint))  # not runs/NAME, a placeholder
+    assert {"AUGMENT", "TRAIN_MINUTES", "EPOCHS", "ALPHA", "SIZE", "NUM_IMAGES", "MAX_MAP_DROP"} <= names
+    assert names <= _make_variables(), names - _make_variables()
+
+
+def test_train_stage_retrains_when_the_recorded_settings_differ(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_train(stage, command, hint=""):
+        """Does what `python -m train` does to the run directory: record the command, write the outputs."""
+        commands.append(command)
+        run = Path(command[command.index("--out") + 1])
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "run.json").write_text(json.dumps({"command": " ".join(["python -m train", *command[3:]])}))
+        for name in ("best.keras", "metrics.json"):
+            (run / name).write_text("x")
+
+    monkeypatch.setattr(demo, "run_command", fake_train)
+
+    def train(*extra: str) -> bool:
+        skipped, _ = demo.Demo(_args(tmp_path, *extra)).stage_train()
+        return skipped
+
+    assert not train() and "--restart" not in commands[-1]
+    assert train()  # same settings: reused
+    assert not train("--epochs", "2")
+    assert commands[-1][commands[-1].index("--epochs") + 1] == "2" and "--restart" in commands[-1]
+    assert train("--epochs", "2")  # the run recorded with --restart counts as these settings
+    assert not train("--epochs", "2", "--augment", "none") and "--restart" in commands[-1]
+    assert not train("--epochs", "2", "--augment", "none", "--train-args", "--lr 0.01") and "--restart" in commands[-1]
+    assert not train("--epochs", "2", "--augment", "none", "--max-train-minutes", "0.2")
+    assert len(commands) == 5

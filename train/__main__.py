@@ -7,26 +7,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 
-from train.config import ModelConfig, parse_input_size
+from train.config import AUGMENT_PRESETS, OPTIMIZERS, STRATEGIES, ModelConfig, parse_input_size
+from train.datasets import FORMATS
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+"""OSError numbers that mean the run directory cannot be written (disk full, quota, read-only, permissions)."""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="dataset root (Pascal VOC folder or COCO json/folder)")
-    parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco"), help="dataset format")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="dataset format")
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="val")
     parser.add_argument("--alpha", type=float, default=0.5, help="width multiplier (any float > 0)")
     parser.add_argument("--size", type=parse_input_size, default=(160, 160), help="input size: 160 or HxW")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"), help="SGD+Nesterov or AdamW")
+    parser.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="SGD+Nesterov or AdamW")
     parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (cosine decay after warm-up)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -44,41 +50,98 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fine-tune-from",
         type=int,
         default=None,
-        help="unfreeze MobileNet blocks from this index on (with --freeze-backbone)",
+        help="train MobileNet blocks from this index on (0-13) and freeze the earlier ones",
     )
-    parser.add_argument(
-        "--strategy", default="default", choices=("default", "mirrored", "multiworker"), help="tf.distribute strategy"
-    )
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed annotations instead of failing")
     parser.add_argument(
         "--augment",
         default="ssd",
-        choices=("ssd", "light", "none"),
+        choices=AUGMENT_PRESETS,
         help="augmentation preset: full SSD paper augmentation, a lighter one, or none",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, help="run directory, e.g. runs/demo")
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def one_line(error: BaseException) -> str:
+    """``str(error)`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(error).split())
+
+
+def format_map(value: float | None) -> str:
+    """A mAP for the final line: ``0.0000`` for 0.0; ``n/a`` with the reason when there is none."""
+    if value is None:
+        return "n/a (never evaluated)"
+    if math.isnan(value):
+        return "n/a (the validation split has no non-crowd ground-truth boxes)"
+    return f"{value:.4f}"
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """True for errors that mean the run directory cannot be written (disk full, read-only, no permission)."""
+    if isinstance(error, OSError):
+        return error.errno in WRITE_ERRNOS
+    return "No space left on device" in str(error)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train as the flags say; user mistakes (bad data, unusable weights, a full disk) print one line, exit 2."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import tensorflow as tf
+
+    try:
+        return _train(args, argv)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the last good checkpoint is in {args.out} (run the same command to resume)",
+            file=sys.stderr,
+        )
+        return 130
+    except (OSError, tf.errors.OpError) as error:
+        if not is_write_failure(error):
+            raise
+        print(
+            f"error: cannot write the run to {args.out}: {one_line(error)}; free space or fix permissions, "
+            "then run the same command to resume from the last good checkpoint",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None) -> int:
     started = time.monotonic()
 
     import keras
 
     from train.augment import AugmentConfig
-    from train.datasets import load_dataset
+    from train.datasets import AnnotationError, load_dataset
     from train.evaluate import evaluate_model
     from train.model import build_ssd, set_backbone_trainable
     from train.pipeline import make_dataset
     from train.trainer import TrainConfig, Trainer, make_strategy
 
     keras.utils.set_random_seed(args.seed)
-    train_set = load_dataset(args.data, args.train_split, fmt=args.format, skip_bad=args.skip_bad)
-    val_set = load_dataset(args.data, args.val_split, fmt=args.format, labels=train_set.labels, skip_bad=args.skip_bad)
+    try:
+        train_set = load_dataset(args.data, args.train_split, fmt=args.format, skip_bad=args.skip_bad)
+        val_set = load_dataset(
+            args.data, args.val_split, fmt=args.format, labels=train_set.labels, skip_bad=args.skip_bad
+        )
+    except (AnnotationError, OSError, ValueError) as error:
+        hint = (
+            f" (`python -m train.check_data --data {args.data}` lists every problem; --skip-bad skips and counts them)"
+            if isinstance(error, AnnotationError)
+            else ""
+        )
+        print(f"error: {one_line(error)}{hint}", file=sys.stderr)
+        return 2
     train_set.verify_images()
     val_set.verify_images()
     for name, dataset in (("train", train_set), ("val", val_set)):
@@ -92,28 +155,33 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    model_config = ModelConfig(alpha=args.alpha, input_size=args.size, num_classes=len(train_set.labels))
-    train_config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_epochs=args.warmup_epochs,
-        weight_decay=args.weight_decay,
-        eval_every=args.eval_every,
-        patience=args.patience,
-        seed=args.seed,
-        backbone_weights=args.backbone_weights,
-        freeze_backbone=args.freeze_backbone,
-        fine_tune_from=args.fine_tune_from,
-        strategy=args.strategy,
-        max_train_minutes=args.max_train_minutes,
-    )
+    try:  # out-of-range flags (--epochs 0, --alpha 0, ...)
+        model_config = ModelConfig(alpha=args.alpha, input_size=args.size, num_classes=len(train_set.labels))
+        train_config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            learning_rate=args.lr,
+            warmup_epochs=args.warmup_epochs,
+            weight_decay=args.weight_decay,
+            eval_every=args.eval_every,
+            patience=args.patience,
+            seed=args.seed,
+            backbone_weights=args.backbone_weights,
+            freeze_backbone=args.freeze_backbone,
+            fine_tune_from=args.fine_tune_from,
+            strategy=args.strategy,
+            max_train_minutes=args.max_train_minutes,
+        )
+    except ValueError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
     augment = AugmentConfig.preset(args.augment)
     run_info = {
         "model": model_config.to_dict(),
         "labels": train_set.labels,
         "data": str(Path(args.data).resolve()),
-        "format": args.format,
+        "format": train_set.format,
         "splits": {"train": args.train_split, "val": args.val_split},
         "train": dataclasses.asdict(train_config),
         "augment": dataclasses.asdict(augment),
@@ -141,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     print("train:", json.dumps(dataclasses.asdict(train_config)))
     strategy = make_strategy(args.strategy)
     global_batch = args.batch_size * strategy.num_replicas_in_sync
-    with strategy.scope():
-        model = build_ssd(model_config, backbone_weights=args.backbone_weights)
-        if args.freeze_backbone:
-            set_backbone_trainable(model, False, fine_tune_from=args.fine_tune_from)
+    try:
+        with strategy.scope():
+            model = build_ssd(model_config, backbone_weights=args.backbone_weights)
+            if args.freeze_backbone or args.fine_tune_from is not None:
+                set_backbone_trainable(model, not args.freeze_backbone, fine_tune_from=args.fine_tune_from)
+    except (OSError, RuntimeError, ValueError) as error:  # unusable --backbone-weights or --fine-tune-from
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
     steps_per_epoch = max(1, len(train_set.records) // global_batch)
     # Full batches only: a smaller last batch would retrace the training step every epoch.
     train_data = (
@@ -172,18 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.restart and trainer.restore():
         print(f"resuming {args.out} after epoch {int(trainer.epoch.numpy())}")
-    try:
-        metrics = trainer.fit()
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: the last good checkpoint is in {args.out} (run the same command to resume)",
-            file=sys.stderr,
-        )
-        return 130
+    metrics = trainer.fit()
     elapsed = time.monotonic() - started
     print(
-        f"done in {elapsed / 60:.1f} min: best val mAP@0.5 {metrics.get('val_map50', float('nan')):.4f} "
-        f"(epoch {metrics.get('best_epoch')}), COCO mAP {metrics.get('val_coco_map') or float('nan'):.4f}"
+        f"done in {elapsed / 60:.1f} min: best val mAP@0.5 {format_map(metrics.get('val_map50'))} "
+        f"(epoch {metrics.get('best_epoch')}), COCO mAP {format_map(metrics.get('val_coco_map'))}"
     )
     print(f"checkpoints: {args.out / 'best.keras'}, {args.out / 'last.keras'}; TensorBoard: {args.out / 'logs'}")
     return 0

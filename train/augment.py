@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from train.config import AUGMENT_PRESETS
+
 IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
 
 
@@ -95,7 +97,7 @@ class AugmentConfig:
             return cls.light()
         if name == "none":
             return cls.none()
-        raise ValueError(f"unknown augmentation preset {name!r}; expected one of ('ssd', 'light', 'none')")
+        raise ValueError(f"unknown augmentation preset {name!r}; expected one of {AUGMENT_PRESETS}")
 
     @classmethod
     def none(cls) -> AugmentConfig:

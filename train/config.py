@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from edge.anchors import AnchorConfig, generate_anchors, normalize_input_size, num_anchors
 from edge.boxes import VARIANCES
 
+OPTIMIZERS = ("sgd", "adamw")
+"""``TrainConfig.optimizer`` / ``--optimizer`` choices."""
+STRATEGIES = ("default", "mirrored", "multiworker")
+"""``TrainConfig.strategy`` / ``--strategy`` choices (``tf.distribute``)."""
+AUGMENT_PRESETS = ("ssd", "light", "none")
+"""``AugmentConfig.preset`` / ``--augment`` choices."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

@@ -11,7 +11,8 @@ Box conventions:
 * COCO ``bbox`` is ``[x, y, width, height]`` in 0-based continuous pixels: edges ``[x, x + width)``.
 
 A box that leaves the image by at most 1 pixel is clipped; anything worse, a missing or non-numeric
-field, zero or negative area, or an unknown class raises ``AnnotationError`` naming the file, the field
+field, zero or negative area, an unknown class, or a COCO id that is not an integer/string or (for
+images) not unique raises ``AnnotationError`` naming the file, the field
 and what was expected — or, with ``skip_bad=True``, the object (or the whole file, for file-level
 problems) is dropped and counted in ``Dataset.skipped``. Missing image files are always skipped and
 counted; ``Dataset.verify_images`` drops images that cannot be decoded.
@@ -49,6 +50,7 @@ UNREADABLE_ANNOTATION = "unreadable_annotation"
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
 SIZE_MISMATCH = "size_mismatch"
+DUPLICATE_ID = "duplicate_id"
 
 _REASON_TEXT = {
     MISSING_FIELD: "a required annotation field was missing",
@@ -60,6 +62,7 @@ _REASON_TEXT = {
     MISSING_IMAGE: "the image file does not exist",
     CORRUPT_IMAGE: "the image could not be decoded (corrupt, truncated or unsupported format)",
     SIZE_MISMATCH: "the decoded image size differs from the annotated size",
+    DUPLICATE_ID: "two COCO image entries share one id (both are skipped: their annotations are ambiguous)",
 }
 
 _HOW_TO_GET_DATA = (
@@ -228,8 +231,10 @@ class _Collector:
             raise error
         self.skipped.setdefault(error.reason, []).append(f"{error.file}: {error.detail}")
 
-    def missing_image(self, file: str | Path, image_path: Path) -> None:
-        self.skipped.setdefault(MISSING_IMAGE, []).append(f"{file}: image {image_path} does not exist")
+    def missing_image(self, file: str | Path, field: str, image_path: Path) -> None:
+        self.skipped.setdefault(MISSING_IMAGE, []).append(
+            f"{file}: {field}: expected an image file, {image_path} does not exist"
+        )
 
 
 def _number(value: Any, file: str | Path, field: str) -> float:
@@ -244,6 +249,13 @@ def _number(value: Any, file: str | Path, field: str) -> float:
     if not math.isfinite(number):
         raise AnnotationError(file, field, f"expected a finite number, got {value!r}")
     return number
+
+
+def _coco_id(value: Any, file: str | Path, field: str) -> int | str:
+    """A COCO id (``images[].id``, ``image_id``, ``category_id``, ``categories[].id``): an integer or a string."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise AnnotationError(file, field, f"expected an integer id, got {type(value).__name__} {value!r}")
+    return value
 
 
 def _image_size(width: Any, height: Any, file: str | Path, field: str) -> tuple[int, int]:
@@ -302,6 +314,24 @@ def detect_format(path: str | Path) -> str:
         f"{path}: cannot tell the dataset format: expected Annotations/ (Pascal VOC) or annotations/*.json (COCO). "
         f"Pass fmt='voc' or 'coco' (--format) if the layout is unusual. {_HOW_TO_GET_DATA}"
     )
+
+
+def list_splits(path: str | Path, fmt: str = "auto") -> list[str]:
+    """The split names of the dataset at ``path``, ``train`` first: VOC ``ImageSets/Main/*.txt`` (not the
+    per-class ``<class>_<split>.txt`` lists); COCO ``annotations/instances_*.json`` (else ``*.json``) or the
+    one ``.json`` file ``path`` names."""
+    path = Path(path)
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "voc":
+        names = [p.stem for p in (_voc_root(path) / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem]
+    elif fmt == "coco":
+        if path.is_file():
+            return [path.stem.removeprefix("instances_")]
+        files = sorted((path / "annotations").glob("instances_*.json")) or sorted((path / "annotations").glob("*.json"))
+        names = [p.stem.removeprefix("instances_") for p in files]
+    else:
+        raise ValueError(f"dataset format must be one of voc, coco; got {fmt!r}")
+    return sorted(names, key=lambda name: (name != "train", name))
 
 
 def load_dataset(
@@ -408,7 +438,7 @@ def _load_voc(path: Path, split: str, labels: Sequence[str] | None, skip_bad: bo
             collector.problem(error)
             continue
         if not Path(record.image_path).is_file():
-            collector.missing_image(ann_dir / f"{image_id}.xml", Path(record.image_path))
+            collector.missing_image(ann_dir / f"{image_id}.xml", "filename", Path(record.image_path))
             continue
         records.append(record)
     return Dataset(label_list, records, collector.skipped, source=str(root), format="voc")
@@ -493,6 +523,16 @@ def _coco_image_dir(json_path: Path, split: str, file_names: list[str]) -> Path:
     return candidates[0]
 
 
+def _first_index_of_ids(images: list) -> dict[int | str, int]:
+    """Valid image id -> index of the first ``images`` entry that has it (other entries are checked later)."""
+    first: dict[int | str, int] = {}
+    for k, image in enumerate(images):
+        value = image.get("id") if isinstance(image, dict) else None
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            first.setdefault(value, k)
+    return first
+
+
 def _load_coco(
     path: Path, split: str, labels: Sequence[str] | None, skip_bad: bool, image_dir: str | Path | None
 ) -> Dataset:
@@ -515,7 +555,7 @@ def _load_coco(
             raise AnnotationError(
                 json_path, f"categories[{k}]", "expected an object with 'id' and 'name'", MISSING_FIELD
             )
-        categories[cat["id"]] = str(cat["name"])
+        categories[_coco_id(cat["id"], json_path, f"categories[{k}].id")] = str(cat["name"])
     try:
         ordered = sorted(categories.items())
     except TypeError:
@@ -528,6 +568,8 @@ def _load_coco(
     collector = _Collector(skip_bad)
     images: dict[Any, tuple[str, int, int]] = {}
     order: list[Any] = []
+    first_index = _first_index_of_ids(data["images"])
+    duplicated = set()
     for k, image in enumerate(data["images"]):
         field = f"images[{k}]"
         try:
@@ -538,18 +580,38 @@ def _load_coco(
                     raise AnnotationError(
                         json_path, f"{field}.{key}", "expected this field, it is missing", MISSING_FIELD
                     )
+            image_id = _coco_id(image["id"], json_path, f"{field}.id")
+            if first_index[image_id] != k:
+                duplicated.add(image_id)
+                raise AnnotationError(
+                    json_path,
+                    f"{field}.id",
+                    f"expected a unique image id, got {image_id!r} again (first at images[{first_index[image_id]}])",
+                    DUPLICATE_ID,
+                )
             height, width = _image_size(image["width"], image["height"], json_path, f"{field}.")
         except AnnotationError as error:
             collector.problem(error)
             continue
-        images[image["id"]] = (str(image["file_name"]), height, width)
-        order.append(image["id"])
+        images[image_id] = (str(image["file_name"]), height, width)
+        order.append(image_id)
+    for image_id in duplicated & set(images):  # with skip_bad: the first entry of a duplicated id goes too
+        collector.problem(
+            AnnotationError(
+                json_path,
+                f"images[{first_index[image_id]}].id",
+                f"expected a unique image id, {image_id!r} is used again later",
+                DUPLICATE_ID,
+            )
+        )
+        del images[image_id]
+        order.remove(image_id)
     folder = (
         Path(image_dir) if image_dir is not None else _coco_image_dir(json_path, split, [images[i][0] for i in order])
     )
 
     per_image: dict[Any, list[tuple[np.ndarray, int]]] = {image_id: [] for image_id in order}
-    all_image_ids = {i.get("id") for i in data["images"] if isinstance(i, dict)}
+    all_image_ids = set(first_index)
     for k, ann in enumerate(data["annotations"]):
         field = f"annotations[{k}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
         try:
@@ -562,14 +624,15 @@ def _load_coco(
                     raise AnnotationError(
                         json_path, f"{field}.{key}", "expected this field, it is missing", MISSING_FIELD
                     )
-            if ann["image_id"] not in per_image:
-                if ann["image_id"] in all_image_ids:
+            image_id = _coco_id(ann["image_id"], json_path, f"{field}.image_id")
+            if image_id not in per_image:
+                if image_id in all_image_ids:
                     continue  # its image entry was bad and already counted
                 raise AnnotationError(
-                    json_path, f"{field}.image_id", f"expected the id of an entry in images, got {ann['image_id']!r}"
+                    json_path, f"{field}.image_id", f"expected the id of an entry in images, got {image_id!r}"
                 )
-            file_name, height, width = images[ann["image_id"]]
-            category = ann["category_id"]
+            file_name, height, width = images[image_id]
+            category = _coco_id(ann["category_id"], json_path, f"{field}.category_id")
             if category not in categories or categories[category] not in class_index:
                 known = sorted(categories) if labels is None else label_list
                 raise AnnotationError(
@@ -583,14 +646,14 @@ def _load_coco(
         except AnnotationError as error:
             collector.problem(error)
             continue
-        per_image[ann["image_id"]].append((box, class_index[categories[category]]))
+        per_image[image_id].append((box, class_index[categories[category]]))
 
     records = []
     for image_id in order:
         file_name, height, width = images[image_id]
         image_path = folder / file_name
         if not image_path.is_file():
-            collector.missing_image(json_path, image_path)
+            collector.missing_image(json_path, f"images[{first_index[image_id]}].file_name", image_path)
             continue
         objects = per_image[image_id]
         boxes = np.array([b for b, _ in objects], np.float32).reshape(-1, 4)

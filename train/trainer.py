@@ -4,8 +4,8 @@ A custom ``tf.function`` step (rather than ``Model.fit``) because the multibox l
 outputs together (positives normalise both terms) and ``tf.distribute`` strategies run it unchanged.
 
 Run-directory layout (docs/ARCHITECTURE.md): ``run.json``, ``best.keras``, ``last.keras``, ``metrics.json``,
-``history.csv``, ``logs/`` (TensorBoard) and ``state/`` (``tf.train.Checkpoint`` of weights, optimizer and epoch
-used for resuming). Every file is written to a temporary name and renamed, so an interrupted run always leaves
+``history.csv``, ``logs/`` (TensorBoard) and ``state/`` (``tf.train.Checkpoint`` of weights, optimizer, epoch
+and training seconds, used for resuming). Every file is written to a temporary name and renamed, so an interrupted run always leaves
 its last good checkpoint and report intact.
 """
 
@@ -29,13 +29,10 @@ from tqdm.auto import tqdm
 
 from edge.anchors import ANCHOR_CODE_VERSION
 from edge.atomic import atomic_write_bytes
-from train.config import ModelConfig
+from train.config import OPTIMIZERS, STRATEGIES, ModelConfig
 from train.fused_batch_norm import copy_weights, with_fused_batch_norm
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +153,8 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")
             self.stale_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_epochs")
+            # Training seconds of the epochs already run: a resumed run keeps counting (elapsed_s, time budget).
+            self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
         self.loss_fn = MultiboxLoss()
         self.train_data = strategy.experimental_distribute_dataset(train_data)
         self.checkpoint = tf.train.Checkpoint(
@@ -164,6 +163,7 @@ class Trainer:
             epoch=self.epoch,
             best_map=self.best_map,
             stale_epochs=self.stale_epochs,
+            elapsed=self.elapsed,
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.out_dir / "state"), max_to_keep=2)
         self.writer = tf.summary.create_file_writer(str(self.out_dir / "logs"))
@@ -215,7 +215,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out_dir / "run.json", json.dumps(self.run_info, indent=2))
         history = self._history_rows()
-        start = time.monotonic()
+        start = time.monotonic() - float(self.elapsed.numpy())  # resumed: count the earlier epochs' time too
         metrics: dict = (
             json.loads((self.out_dir / "metrics.json").read_text()) if (self.out_dir / "metrics.json").exists() else {}
         )
@@ -296,6 +296,7 @@ class Trainer:
             self.writer.flush()
             atomic_save_model(self.model, self.out_dir / "last.keras")
             self.epoch.assign(epoch)
+            self.elapsed.assign(time.monotonic() - start)  # with this epoch's evaluation and saving
             self.manager.save(checkpoint_number=epoch)
             history.append(row)
             self._write_history(history)

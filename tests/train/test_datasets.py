@@ -263,3 +263,49 @@ def test_missing_path_explains_how_to_get_data(tmp_path):
 def test_record_validates_lengths():
     with pytest.raises(ValueError, match="2 boxes but 1 classes"):
         Record("x.jpg", np.zeros((2, 4)), [0], 10, 10)
+
+
+def test_coco_duplicate_image_id_is_refused_naming_the_field(tmp_path):
+    images = [
+        {"id": 10, "file_name": "x.jpg", "width": W, "height": H},
+        {"id": 11, "file_name": "y.jpg", "width": W, "height": H},
+        {"id": 10, "file_name": "z.jpg", "width": W, "height": H},
+    ]
+    root = make_coco(tmp_path / "coco", _coco(GOOD_ANNS, images=images))
+    with pytest.raises(AnnotationError) as info:
+        load_dataset(root, "train")
+    assert info.value.field == "images[2].id" and info.value.reason == "duplicate_id"
+    assert str(info.value).startswith(f"{root / 'annotations/instances_train.json'}: images[2].id:")
+    assert "10" in str(info.value) and "images[0]" in str(info.value)
+    # with --skip-bad both entries go (their annotations cannot be told apart) and are counted
+    data = load_dataset(root, "train", skip_bad=True)
+    assert [r.image_path[-5:] for r in data.records] == ["y.jpg"]
+    assert len(data.skipped["duplicate_id"]) == 2
+
+
+@pytest.mark.parametrize("bad_id", [[10], {"n": 10}, None, True, 1.5])
+def test_coco_non_scalar_ids_are_an_error_or_skipped_not_a_crash(tmp_path, bad_id):
+    images = [
+        {"id": bad_id, "file_name": "x.jpg", "width": W, "height": H},
+        {"id": 11, "file_name": "y.jpg", "width": W, "height": H},
+    ]
+    annotations = [{"id": 1, "image_id": 11, "category_id": 7, "bbox": [1, 1, 5, 5]}]
+    root = make_coco(tmp_path / "coco", _coco(annotations, images=images))
+    with pytest.raises(AnnotationError, match=r"instances_train.json: images\[0\].id: expected an integer id"):
+        load_dataset(root, "train")
+    data = load_dataset(root, "train", skip_bad=True)
+    assert [r.image_path[-5:] for r in data.records] == ["y.jpg"] and len(data.records[0].classes) == 1
+    assert (
+        data.skipped == {"bad_value": [data.skipped["bad_value"][0]]} and "images[0].id" in data.skipped["bad_value"][0]
+    )
+
+
+@pytest.mark.parametrize("key", ["image_id", "category_id"])
+def test_coco_annotation_with_a_list_id_is_an_error_or_skipped(tmp_path, key):
+    bad = {"id": 9, "image_id": 10, "category_id": 7, "bbox": [1, 1, 5, 5], key: [10]}
+    root = make_coco(tmp_path / "coco", _coco([GOOD_ANNS[0], bad]))
+    with pytest.raises(AnnotationError, match=rf"annotations\[1\] \(id 9\).{key}: expected an integer id"):
+        load_dataset(root, "train")
+    data = load_dataset(root, "train", skip_bad=True)
+    assert [len(r.classes) for r in data.records] == [1, 0]
+    assert len(data.skipped["bad_value"]) == 1
