@@ -357,7 +357,8 @@ def _camera_fps(stalled_clients: int, duration_s: float = 4.0) -> float:
 
 def test_clients_that_never_read_do_not_slow_the_camera_loop() -> None:
     unloaded = _camera_fps(0)
-    assert unloaded > 25.0, f"paced at 30 FPS, got {unloaded}: the machine is too busy for this check"
+    if unloaded <= 25.0:
+        pytest.skip(f"camera paced at 30 FPS ran at {unloaded} FPS with no client: the machine is too busy to compare")
     for count in (16, 100):
         loaded = _camera_fps(count)
         assert loaded >= 0.95 * unloaded, f"{count} non-reading clients: {loaded} FPS vs {unloaded} unloaded"
