@@ -64,7 +64,6 @@ def facts(root: str) -> dict[str, Any]:
         "userland_bits": struct.calcsize("P") * 8,
         "dpkg_arch": dpkg_architecture(),
         "os": release.get("PRETTY_NAME", "unknown OS"),
-        "codename": release.get("VERSION_CODENAME", ""),
         "python": list(platform.python_version_tuple()[:2]),
         "free_mb": shutil.disk_usage(path).free // 2**20,
         "free_path": path,

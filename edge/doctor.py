@@ -186,6 +186,13 @@ def check_edge() -> Check:
     return Check("edge package", "ok", f"edge from {Path(__file__).resolve().parent}")
 
 
+REMOVE_VENV_NUMPY = (
+    f"{sys.prefix}/bin/pip uninstall -y numpy (the venv then uses python3-numpy), or redeploy: make deploy PI=... "
+    "(the deploy never pip-installs NumPy on a Pi)"
+)
+"""The fix whenever a pip NumPy in this venv hides the OS's."""
+
+
 def numpy_abi_hint(module: str) -> str:
     """The fix when ``module`` (compiled by the OS against its NumPy) fails to import in this venv."""
     try:
@@ -197,8 +204,7 @@ def numpy_abi_hint(module: str) -> str:
     if in_venv(where):
         return (
             f"the venv's pip NumPy {np.__version__} ({where}) hides the OS's NumPy that {module} was built against: "
-            f"{sys.prefix}/bin/pip uninstall -y numpy (the venv then uses python3-numpy), or redeploy: "
-            "make deploy PI=..."
+            f"{REMOVE_VENV_NUMPY}"
         )
     return f"the OS's NumPy {np.__version__} and {module} disagree: sudo apt full-upgrade (both come from apt)"
 
@@ -252,8 +258,7 @@ def check_numpy_source() -> Check:
             "numpy source",
             "warn",
             f"numpy {np.__version__} from the venv ({where}) hides the OS's ({os_numpy})",
-            f"{sys.prefix}/bin/pip uninstall -y numpy, or redeploy: make deploy PI=... (the deploy never pip-installs "
-            "NumPy on a Pi)",
+            REMOVE_VENV_NUMPY,
         )
     origin = "the venv" if in_venv(where) else "the OS"
     return Check("numpy source", "ok", f"numpy {np.__version__} from {origin} ({where})")
