@@ -19,7 +19,19 @@ Quantization modes (``QUANT_MODES``):
 ``postprocess="builtin"`` appends the standard ``TFLite_Detection_PostProcess`` custom op
 (anchors as a constant, scales y/x/h/w = 1/variances = 10/10/5/5), giving the usual four float32
 outputs ``boxes (1, K, 4)`` normalized ``ymin, xmin, ymax, xmax``, ``classes (1, K)`` 0-based label
-indices, ``scores (1, K)`` and ``count (1,)``.
+indices, ``scores (1, K)`` and ``count (1,)``, laid out as the tools that read such models expect
+(``docs/INTEROP.md``):
+
+* the interpreter's output list is in the TF1 order ``boxes, classes, scores, count`` (rpicam-apps'
+  ``object_detect_tf`` stage, picamera2's examples and pycoral without a signature read positions 0..3);
+* the ``serving_default`` signature names them as the TF2 Object Detection API export does,
+  ``output_0`` count, ``output_1`` scores, ``output_2`` classes, ``output_3`` boxes (pycoral's
+  ``get_objects`` reads those names whenever the model has a signature);
+* every one of the ``max_detections`` slots is written: the op's fast NMS writes only the first
+  ``count`` slots and leaves the rest as the arena held them (NaN, 3e38), which tools that loop over
+  every slot report as ghost objects, so the graph zeroes the slots past ``count`` (score 0, class 0,
+  box 0). The NMS score threshold defaults to 1e-8 as in the TF OD API export, so ``count`` is usually
+  ``max_detections`` and the tools' own score threshold decides.
 """
 
 from __future__ import annotations
@@ -42,17 +54,34 @@ QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 POSTPROCESS_MODES = ("numpy", "builtin")
 RAW_OUTPUTS = ("box_deltas", "class_scores")
 SIGNATURE_KEY = "serving_default"
+BUILTIN_SIGNATURE_NAMES = {"output_0": "count", "output_1": "scores", "output_2": "classes", "output_3": "boxes"}
+"""Signature output name -> output, as the TF2 OD API's TFLite export names them and pycoral's ``get_objects`` reads."""
 
 
 @dataclasses.dataclass(frozen=True)
 class BuiltinPostprocess:
-    """Attributes of the ``TFLite_Detection_PostProcess`` op (TF OD API defaults)."""
+    """Attributes of the ``TFLite_Detection_PostProcess`` op (the TF2 OD API export's defaults).
+
+    ``score_threshold`` 1e-8 makes the op write every one of its ``max_detections`` slots (see the module
+    docstring); ``use_regular_nms`` False is the op's fast NMS (one class per anchor, NMS across classes),
+    True is per-class NMS like ``edge.postprocess`` (slower on the device).
+    """
 
     max_detections: int = 100
-    score_threshold: float = 0.3
+    score_threshold: float = 1e-8
     iou_threshold: float = 0.5
     use_regular_nms: bool = False
     detections_per_class: int = 100
+
+    def __post_init__(self) -> None:
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(f"NMS score threshold must be in [0, 1), got {self.score_threshold}")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"NMS IoU threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.detections_per_class < 1:
+            raise ValueError(f"detections_per_class must be >= 1, got {self.detections_per_class}")
 
 
 def check_quant_mode(quant: str) -> str:
@@ -119,8 +148,8 @@ def postprocess_implements_signature(model_config: ModelConfig, options: Builtin
         'attr { key: "max_classes_per_detection" value { i: 1 } }',
         f'attr {{ key: "detections_per_class" value {{ i: {options.detections_per_class} }} }}',
         f'attr {{ key: "use_regular_nms" value {{ b: {str(options.use_regular_nms).lower()} }} }}',
-        f'attr {{ key: "nms_score_threshold" value {{ f: {options.score_threshold:f} }} }}',
-        f'attr {{ key: "nms_iou_threshold" value {{ f: {options.iou_threshold:f} }} }}',
+        f'attr {{ key: "nms_score_threshold" value {{ f: {options.score_threshold!r} }} }}',
+        f'attr {{ key: "nms_iou_threshold" value {{ f: {options.iou_threshold!r} }} }}',
         f'attr {{ key: "y_scale" value {{ f: {1.0 / v[0]:f} }} }}',
         f'attr {{ key: "x_scale" value {{ f: {1.0 / v[1]:f} }} }}',
         f'attr {{ key: "h_scale" value {{ f: {1.0 / v[2]:f} }} }}',
@@ -169,7 +198,14 @@ def _serving_function(model, model_config: ModelConfig, postprocess: str, option
         if postprocess == "numpy":
             return outputs
         boxes, classes, scores, count = detection_postprocess(outputs["box_deltas"], outputs["class_scores"], anchors)
-        return {"boxes": boxes, "classes": classes, "scores": scores, "count": count}
+        # The op's fast NMS leaves the slots past `count` unwritten (NaN, 3e38 or an earlier frame's values);
+        # zero them in the graph so every slot is a valid detection of score 0 for tools that read them all.
+        written = tf.range(options.max_detections, dtype=tf.float32)[None, :] < tf.reshape(count, [-1, 1])
+        boxes = tf.where(written[:, :, None], boxes, tf.zeros_like(boxes))
+        classes = tf.where(written, classes, tf.zeros_like(classes))
+        scores = tf.where(written, scores, tf.zeros_like(scores))
+        by_name = {"boxes": boxes, "classes": classes, "scores": scores, "count": count}
+        return {signature_name: by_name[name] for signature_name, name in BUILTIN_SIGNATURE_NAMES.items()}
 
     return serve.get_concrete_function()
 
@@ -233,13 +269,34 @@ def _tflite_converter(saved_model_dir: str, quant: str, calibration_images, inpu
 
 
 def _output_order(tflite_bytes: bytes) -> dict[str, int]:
-    """Map each signature output name to its position in the interpreter's output list."""
+    """Map each output (``RAW_OUTPUTS`` or ``BUILTIN_OUTPUTS`` names) to its position in the interpreter's list."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=tflite_bytes)
     signature = interpreter._get_full_signature_list()[SIGNATURE_KEY]["outputs"]  # {name: tensor index}
     positions = {detail["index"]: i for i, detail in enumerate(interpreter.get_output_details())}
-    return {name: positions[index] for name, index in signature.items()}
+    return {BUILTIN_SIGNATURE_NAMES.get(name, name): positions[index] for name, index in signature.items()}
+
+
+def order_builtin_outputs(tflite_bytes: bytes) -> bytes:
+    """``tflite_bytes`` with the subgraph's outputs listed as ``BUILTIN_OUTPUTS`` (boxes, classes, scores, count).
+
+    The converter lists outputs in its own order; readers without signatures (rpicam-apps, picamera2's
+    examples) take positions 0..3 as the TF1 export's order. The signature (``output_0``..``output_3`` by
+    tensor index) is unchanged.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    (signature,) = [s for s in model.signatureDefs or [] if _text(s.signatureKey) == SIGNATURE_KEY]
+    by_name = {BUILTIN_SIGNATURE_NAMES[_text(t.name)]: t.tensorIndex for t in signature.outputs}
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    subgraph.outputs = np.array([by_name[name] for name in BUILTIN_OUTPUTS], dtype=np.int32)
+    return pack_model(model, size_hint=len(tflite_bytes))
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def shorten_tensor_names(tflite_bytes: bytes, scope: str) -> bytes:
@@ -315,11 +372,15 @@ def convert(
         tf.saved_model.save(tf.Module(), saved_model_dir, signatures={SIGNATURE_KEY: serve})
         converter = _tflite_converter(saved_model_dir, quant, calibration_images, model_config.input_size, postprocess)
         tflite_bytes = shorten_tensor_names(bytes(converter.convert()), model.name)
+    if postprocess == "builtin":
+        tflite_bytes = order_builtin_outputs(tflite_bytes)
     _check_io(tflite_bytes, quant, postprocess, model_config)
     outputs = _output_order(tflite_bytes)
-    expected = set(RAW_OUTPUTS) if postprocess == "numpy" else set(BUILTIN_OUTPUTS)
-    if set(outputs) != expected:
-        raise RuntimeError(f"converted model outputs {sorted(outputs)}; expected {sorted(expected)}")
+    expected = (
+        dict.fromkeys(RAW_OUTPUTS) if postprocess == "numpy" else {name: i for i, name in enumerate(BUILTIN_OUTPUTS)}
+    )
+    if set(outputs) != set(expected) or (postprocess == "builtin" and outputs != expected):
+        raise RuntimeError(f"converted model outputs {outputs}; expected {list(expected)}")
     height, width = model_config.input_size
     metadata = ModelMetadata(
         labels=tuple(labels),
