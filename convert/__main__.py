@@ -1,10 +1,15 @@
 """``python -m convert RUN_OR_CHECKPOINT --quant int8 [--out model.tflite]``: checkpoint -> self-describing .tflite.
 
 After converting, the float Keras model and each TFLite variant (``--compare``) are scored on the
-validation split through the edge's decoder and NMS; the table is printed and written next to
+validation split through the edge's decoder and NMS; a ``--postprocess builtin`` model is scored as
+written, with the op's own NMS (row ``<quant>-builtin``). The table is printed and written next to
 ``--out`` (``.accuracy.json`` / ``.accuracy.md``), the measured float/quantized accuracy is embedded in
-the model's metadata, and the command exits 1 (writing no model) when int8 loses more than
-``--max-map-drop`` points of mAP@0.5 against float.
+the model's metadata, and the command exits 1 (writing no model) when the int8 model written loses more
+than ``--max-map-drop`` points of mAP@0.5 against float.
+
+Next to the model go ``<stem>.labels.txt`` (``0 circle`` lines, for picamera2's examples and pycoral) and,
+with ``--target rpicam-apps``, ``<stem>.rpicam-labels.txt`` and ``<stem>.object_detect_tf.json``
+(``convert.interop``).
 
 Exit codes: 0 ok, 1 accuracy gate failed, 2 bad input (checkpoint, data, arguments).
 """
@@ -12,12 +17,14 @@ Exit codes: 0 ok, 1 accuracy gate failed, 2 bad input (checkpoint, data, argumen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from convert.calibration import DEFAULT_CALIBRATION_IMAGES, CalibrationError
-from convert.converter import POSTPROCESS_MODES, QUANT_MODES
+from convert.converter import POSTPROCESS_MODES, QUANT_MODES, BuiltinPostprocess
+from convert.interop import TARGETS
 
 log = logging.getLogger("convert")
 
@@ -37,9 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="output .tflite (default RUN/model_<quant>.tflite)")
     parser.add_argument(
         "--postprocess",
-        default="numpy",
+        default=None,
         choices=POSTPROCESS_MODES,
-        help="numpy: raw outputs decoded by the edge; builtin: TFLite_Detection_PostProcess in the graph",
+        help="numpy (default): raw outputs decoded by the edge; builtin: TFLite_Detection_PostProcess in the graph "
+        "(for picamera2, pycoral, rpicam-apps; docs/INTEROP.md)",
+    )
+    parser.add_argument(
+        "--target",
+        default="generic",
+        choices=TARGETS,
+        help="rpicam-apps: int8 builtin 300x300 with 10 detections, rpicam labels and object_detect_tf JSON",
+    )
+    builtin = parser.add_argument_group("builtin post-processing (TFLite_Detection_PostProcess attributes)")
+    builtin.add_argument("--max-detections", type=int, default=None, help="output slots (default 100; rpicam-apps 10)")
+    builtin.add_argument("--nms-iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    builtin.add_argument(
+        "--nms-score-threshold",
+        type=float,
+        default=BuiltinPostprocess.score_threshold,
+        help=f"candidates need a score above this (default {BuiltinPostprocess.score_threshold:g}, as the TF OD API "
+        "export: the tools' own thresholds then decide)",
+    )
+    builtin.add_argument(
+        "--regular-nms",
+        action="store_true",
+        help="class-aware NMS (per class, like the edge's NumPy NMS) instead of the op's fast NMS across classes",
     )
     parser.add_argument(
         "--calibration-images",
@@ -118,23 +147,85 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def resolve_postprocess(args: argparse.Namespace) -> tuple[str, BuiltinPostprocess | None]:
+    """``(postprocess, builtin options or None)`` from the flags and ``--target``; ``ValueError`` on a conflict."""
+    from convert.interop import RPICAM_MAX_DETECTIONS
+
+    builtin_flags = args.max_detections is not None or args.regular_nms
+    if args.target == "rpicam-apps":
+        if args.quant != "int8":
+            raise ValueError(
+                f"--target rpicam-apps: the stage needs an int8 (uint8 input) model, not --quant {args.quant}"
+            )
+        if args.postprocess == "numpy":
+            raise ValueError("--target rpicam-apps: the stage needs --postprocess builtin")
+        if args.max_detections not in (None, RPICAM_MAX_DETECTIONS):
+            raise ValueError(f"--target rpicam-apps: the stage needs exactly {RPICAM_MAX_DETECTIONS} detections")
+        postprocess, max_detections = "builtin", RPICAM_MAX_DETECTIONS
+    else:
+        postprocess = args.postprocess or "numpy"
+        max_detections = args.max_detections or BuiltinPostprocess.max_detections
+    if postprocess == "numpy":
+        if builtin_flags:
+            raise ValueError("--max-detections/--regular-nms: only with --postprocess builtin")
+        return postprocess, None
+    options = BuiltinPostprocess(
+        max_detections=max_detections,
+        score_threshold=args.nms_score_threshold,
+        iou_threshold=args.nms_iou,
+        use_regular_nms=args.regular_nms,
+        detections_per_class=max_detections,
+    )
+    return postprocess, options
+
+
+def _default_out(run_dir: Path, quant: str, postprocess: str, target: str) -> Path:
+    if target == "rpicam-apps":
+        return run_dir / "model_int8_rpicam.tflite"
+    return run_dir / f"model_{quant}{'_builtin' if postprocess == 'builtin' else ''}.tflite"
+
+
+def _write_model(out: Path, model_bytes: bytes, labels: list[str], target: str) -> None:
+    """Write the model and its sidecars (``convert.interop``) atomically, sidecars first."""
+    from convert.interop import rpicam_stage_json, sidecar_paths
+    from edge.atomic import atomic_write_bytes
+    from edge.labels import format_labels
+
+    sidecars = sidecar_paths(out)
+    atomic_write_bytes(Path(sidecars.labels), format_labels(labels, "index").encode())
+    written = [sidecars.labels]
+    if target == "rpicam-apps":
+        atomic_write_bytes(Path(sidecars.rpicam_labels), format_labels(labels, "rpicam").encode())
+        stage = rpicam_stage_json(str(out.resolve()), str(Path(sidecars.rpicam_labels).resolve()))
+        atomic_write_bytes(Path(sidecars.rpicam_json), stage.encode())
+        written += [sidecars.rpicam_labels, sidecars.rpicam_json]
+    atomic_write_bytes(out, model_bytes)
+    print(f"labels and tool files: {', '.join(written)}")
+
+
 def _run(args: argparse.Namespace) -> int:
     from convert import accuracy
     from convert.calibration import calibration_images
     from convert.converter import convert
-    from edge.atomic import atomic_write_bytes
+    from convert.interop import RPICAM_INPUT_SIZE, resize_detector
     from edge.metadata import embed_metadata, read_metadata
     from train.evaluate import load_run
 
+    postprocess, options = resolve_postprocess(args)
     checkpoint, run_dir = resolve_checkpoint(args.run)
     run_json, config, labels = load_run(run_dir)
-    out = args.out or run_dir / f"model_{args.quant}.tflite"
+    out = args.out or _default_out(run_dir, args.quant, postprocess, args.target)
     data = args.data or (Path(str(run_json["data"])) if isinstance(run_json.get("data"), str) else None)
     needs_data = args.quant == "int8" or not args.skip_accuracy
     if needs_data and data is None:
         raise ValueError(f"{run_dir / 'run.json'}: field 'data' is missing; pass --data with the dataset folder")
     print(f"model: {checkpoint}  config: {config.to_dict()}  labels: {labels}")
     model = load_detector(checkpoint, config)
+    if args.target == "rpicam-apps" and tuple(config.input_size) != RPICAM_INPUT_SIZE:
+        model, config = resize_detector(model, config, RPICAM_INPUT_SIZE)
+        print(f"--target rpicam-apps: detector rebuilt at {RPICAM_INPUT_SIZE[0]}x{RPICAM_INPUT_SIZE[1]}")
+    if options is not None:
+        print(f"builtin post-processing: {options}")
 
     calibration = None
     if args.quant == "int8" or (args.compare and "int8" in args.compare):
@@ -143,10 +234,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(f"calibration: {len(calibration)} images from {data}")
 
-    model_bytes = convert(model, config, labels, args.quant, calibration, args.postprocess)
+    model_bytes = convert(model, config, labels, args.quant, calibration, postprocess, builtin_options=options)
     if args.skip_accuracy:
-        atomic_write_bytes(out, model_bytes)
-        print(f"wrote {out} ({len(model_bytes) / 1024:.0f} KiB, {args.quant}, postprocess={args.postprocess})")
+        _write_model(out, model_bytes, labels, args.target)
+        print(f"wrote {out} ({len(model_bytes) / 1024:.0f} KiB, {args.quant}, postprocess={postprocess})")
         return 0
 
     from train.datasets import load_dataset
@@ -160,32 +251,38 @@ def _run(args: argparse.Namespace) -> int:
     print(f"accuracy check: {len(records)} images of {data} ({val_split})")
 
     results = [accuracy.evaluate_keras(model, records, config, labels, size_bytes=checkpoint.stat().st_size)]
-    variants = list(dict.fromkeys(args.compare or [args.quant]))
-    if args.quant not in variants:
+    written_row = args.quant if postprocess == "numpy" else f"{args.quant}-builtin"
+    variants = list(dict.fromkeys(args.compare or ([args.quant] if postprocess == "numpy" else [])))
+    if postprocess == "numpy" and args.quant not in variants:
         variants.append(args.quant)
     for variant in variants:
-        if variant == args.quant and args.postprocess == "numpy":
+        if variant == args.quant and postprocess == "numpy":
             variant_bytes = model_bytes
         else:
             variant_bytes = convert(model, config, labels, variant, calibration if variant == "int8" else None)
         results.append(accuracy.evaluate_tflite(variant, variant_bytes, records, config, labels))
+    if postprocess == "builtin":  # the file as written, with the op's NMS
+        results.append(accuracy.evaluate_tflite(written_row, model_bytes, records, config, labels))
 
     print(accuracy.format_table(results))
     extra = {"model": str(checkpoint), "data": str(data), "split": val_split, "max_map_drop": args.max_map_drop}
+    if options is not None:
+        extra["builtin_postprocess"] = dataclasses.asdict(options)
     json_path, md_path = accuracy.write_report(results, out, extra)
     print(f"accuracy table: {json_path}, {md_path}")
+    gate_row = written_row if args.quant == "int8" else "int8"
     try:
-        drop = accuracy.check_gate(results, args.max_map_drop)
+        drop = accuracy.check_gate(results, args.max_map_drop, variant=gate_row)
     except accuracy.AccuracyGateError as exc:
         print(f"error: accuracy gate failed: {exc}. No model written to {out}.", file=sys.stderr)
         return 1
     if drop is not None:
-        print(f"int8 mAP@0.5 drop vs float: {drop:.2f} points (limit {args.max_map_drop:g})")
+        print(f"{gate_row} mAP@0.5 drop vs float: {drop:.2f} points (limit {args.max_map_drop:g})")
 
-    measured = [r for r in results if r.variant in (accuracy.FLOAT_VARIANT, args.quant)]
+    measured = [r for r in results if r.variant in (accuracy.FLOAT_VARIANT, written_row)]
     metadata = read_metadata(model_bytes).replace(accuracy=accuracy.accuracy_metadata(measured, str(data), val_split))
-    atomic_write_bytes(out, embed_metadata(model_bytes, metadata))
-    print(f"wrote {out} ({len(model_bytes) / 1024:.0f} KiB, {args.quant}, postprocess={args.postprocess})")
+    _write_model(out, embed_metadata(model_bytes, metadata), labels, args.target)
+    print(f"wrote {out} ({len(model_bytes) / 1024:.0f} KiB, {args.quant}, postprocess={postprocess})")
     return 0
 
 

@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from edge.metadata import read_metadata
+from edge.postprocess import select_detections
 from train.config import ModelConfig
-from train.evaluate import GroundTruth, evaluate_predictions, keras_predict_fn
+from train.evaluate import DetectFn, GroundTruth, evaluate_predictions, keras_predict_fn
 
 PredictFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 FLOAT_VARIANT = "keras"
+EVAL_SCORE_THRESHOLD = 0.01
+"""Detections below this score are not scored (``train.evaluate.evaluate_predictions``' default)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,24 @@ def dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _load(tflite_bytes: bytes, num_threads: int | None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite_bytes, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    (model_input,) = interpreter.get_input_details()
+    return interpreter, model_input, interpreter.get_output_details()
+
+
+def _invoke(interpreter, model_input: dict, image: np.ndarray, timings: list[float]) -> None:
+    """Set one float32 raw-RGB ``(H, W, 3)`` image (rounded to uint8 for a uint8 input) and invoke, timed."""
+    pixels = np.clip(np.rint(image), 0, 255) if model_input["dtype"] == np.uint8 else image
+    interpreter.set_tensor(model_input["index"], pixels[None].astype(model_input["dtype"]))
+    start = time.perf_counter()
+    interpreter.invoke()
+    timings.append(time.perf_counter() - start)
+
+
 def tflite_predict_fn(tflite_bytes: bytes, num_threads: int | None = None) -> tuple[PredictFn, list[float]]:
     """A ``PredictFn`` running a raw-output (``postprocess="numpy"``) TFLite detector image by image.
 
@@ -58,15 +79,10 @@ def tflite_predict_fn(tflite_bytes: bytes, num_threads: int | None = None) -> tu
     ``box_deltas (B, N, 4)``, ``class_scores (B, N, C+1)`` float32, dequantized like the edge does.
     The second value collects the seconds per ``invoke`` for latency reporting.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     metadata = read_metadata(tflite_bytes)
     if metadata.postprocess != "numpy":
         raise ValueError("tflite_predict_fn needs a raw-output model (postprocess='numpy')")
-    interpreter = Interpreter(model_content=tflite_bytes, num_threads=num_threads)
-    interpreter.allocate_tensors()
-    (model_input,) = interpreter.get_input_details()
-    outputs = interpreter.get_output_details()
+    interpreter, model_input, outputs = _load(tflite_bytes, num_threads)
     box_detail = outputs[metadata.outputs["box_deltas"]]
     score_detail = outputs[metadata.outputs["class_scores"]]
     timings: list[float] = []
@@ -74,16 +90,48 @@ def tflite_predict_fn(tflite_bytes: bytes, num_threads: int | None = None) -> tu
     def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = [], []
         for image in batch:
-            pixels = np.clip(np.rint(image), 0, 255) if model_input["dtype"] == np.uint8 else image
-            interpreter.set_tensor(model_input["index"], pixels[None].astype(model_input["dtype"]))
-            start = time.perf_counter()
-            interpreter.invoke()
-            timings.append(time.perf_counter() - start)
+            _invoke(interpreter, model_input, image, timings)
             boxes.append(dequantize(interpreter.get_tensor(box_detail["index"])[0], box_detail))
             scores.append(dequantize(interpreter.get_tensor(score_detail["index"])[0], score_detail))
         return np.stack(boxes), np.stack(scores)
 
     return predict, timings
+
+
+def tflite_detect_fn(
+    tflite_bytes: bytes, score_threshold: float = 0.01, num_threads: int | None = None
+) -> tuple[DetectFn, list[float]]:
+    """A ``DetectFn`` running a ``postprocess="builtin"`` TFLite detector (the file as written) image by image.
+
+    The op's four outputs are read by ``edge.postprocess.select_detections``, as ``edge.Detector`` reads
+    them; detections need ``score > score_threshold``. The second value collects the seconds per ``invoke``.
+    """
+    metadata = read_metadata(tflite_bytes)
+    if metadata.postprocess != "builtin":
+        raise ValueError("tflite_detect_fn needs a model with built-in post-processing (postprocess='builtin')")
+    interpreter, model_input, outputs = _load(tflite_bytes, num_threads)
+    details = {name: outputs[position] for name, position in metadata.outputs.items()}
+    timings: list[float] = []
+
+    def detect(batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        results = []
+        for image in batch:
+            _invoke(interpreter, model_input, image, timings)
+            out = {name: dequantize(interpreter.get_tensor(d["index"]), d) for name, d in details.items()}
+            results.append(
+                select_detections(
+                    out["boxes"][0],
+                    out["classes"][0],
+                    out["scores"][0],
+                    out["count"],
+                    score_threshold,
+                    max_detections=out["scores"].shape[-1],
+                    num_classes=metadata.num_classes,
+                )
+            )
+        return results
+
+    return detect, timings
 
 
 def _timed(predict: PredictFn) -> tuple[PredictFn, list[float]]:
@@ -126,7 +174,25 @@ def evaluate_keras(
 def evaluate_tflite(
     variant: str, tflite_bytes: bytes, records: Sequence[GroundTruth], config: ModelConfig, labels: Sequence[str]
 ) -> VariantResult:
-    """Score a raw-output TFLite variant; latency is the median ``invoke`` time for one image."""
+    """Score a TFLite variant as written; latency is the median ``invoke`` time for one image.
+
+    A raw-output model goes through the edge's decoder and NMS; a builtin model's own detections (the op's
+    NMS, ``docs/INTEROP.md``) are scored as the runtime reads them.
+    """
+    if read_metadata(tflite_bytes).postprocess == "builtin":
+        detect, timings = tflite_detect_fn(tflite_bytes, score_threshold=EVAL_SCORE_THRESHOLD)
+        result = evaluate_predictions(
+            None, records, config, labels, batch_size=8, score_threshold=EVAL_SCORE_THRESHOLD, detect_fn=detect
+        )
+        latency = 1000.0 * float(np.median(timings)) if timings else float("nan")
+        return VariantResult(
+            variant,
+            len(tflite_bytes),
+            float(result["map50"]),
+            float(result["coco_map"]),
+            latency,
+            int(result["num_images"]),
+        )
     predict, timings = tflite_predict_fn(tflite_bytes)
     return _score(variant, predict, timings, len(tflite_bytes), records, config, labels, batch_size=8)
 

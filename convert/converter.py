@@ -200,7 +200,8 @@ def _serving_function(model, model_config: ModelConfig, postprocess: str, option
         boxes, classes, scores, count = detection_postprocess(outputs["box_deltas"], outputs["class_scores"], anchors)
         # The op's fast NMS leaves the slots past `count` unwritten (NaN, 3e38 or an earlier frame's values);
         # zero them in the graph so every slot is a valid detection of score 0 for tools that read them all.
-        written = tf.range(options.max_detections, dtype=tf.float32)[None, :] < tf.reshape(count, [-1, 1])
+        # Compared as int32: the int8 calibrator would quantize a float comparison's count input (65 -> 64.5).
+        written = tf.range(options.max_detections)[None, :] < tf.reshape(tf.cast(count, tf.int32), [-1, 1])
         boxes = tf.where(written[:, :, None], boxes, tf.zeros_like(boxes))
         classes = tf.where(written, classes, tf.zeros_like(classes))
         scores = tf.where(written, scores, tf.zeros_like(scores))

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.boxes import normalized_to_pixels
 from edge.metadata import MetadataError, ModelMetadata, read_metadata
-from edge.postprocess import decode_and_nms
+from edge.postprocess import decode_and_nms, select_detections
 from edge.runtime import ModelLoadError, load_interpreter
 
 try:  # OpenCV headless is part of the edge install; the NumPy resize below is the fallback.
@@ -238,14 +238,15 @@ class Detector:
                 self.metadata.variances,
             )
         else:
-            count = min(int(outputs["count"].reshape(-1)[0]), outputs["scores"].shape[-1])
-            scores = outputs["scores"][0, :count].astype(np.float32)
-            keep = np.flatnonzero(scores > self.score_threshold)[: self.max_detections]
-            scores = scores[keep]
-            boxes = np.clip(outputs["boxes"][0, keep], 0.0, 1.0).astype(np.float32)
-            class_ids = np.rint(outputs["classes"][0, keep]).astype(np.int32)
-            valid = (class_ids >= 0) & (class_ids < len(self.labels))
-            boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
+            boxes, scores, class_ids = select_detections(
+                outputs["boxes"][0],
+                outputs["classes"][0],
+                outputs["scores"][0],
+                outputs["count"],
+                self.score_threshold,
+                self.max_detections,
+                num_classes=len(self.labels),
+            )
         height, width = int(frame_size[0]), int(frame_size[1])
         return Detections(normalized_to_pixels(boxes, height, width), scores, class_ids, self.labels, (height, width))
 

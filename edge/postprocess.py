@@ -227,3 +227,46 @@ def decode_and_nms(
         scores[order[keep]].astype(np.float32, copy=False),
         (class_index[keep] - 1).astype(np.int32),
     )
+
+
+def select_detections(
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    scores: np.ndarray,
+    count: np.ndarray | float,
+    score_threshold: float = 0.5,
+    max_detections: int = 100,
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's ``TFLite_Detection_PostProcess``-style outputs -> the detections worth keeping.
+
+    Args:
+        boxes: ``(K, 4)`` normalized ``ymin, xmin, ymax, xmax`` (a leading batch axis of 1 is dropped).
+        classes: ``(K,)`` class ids as floats (0-based, background excluded).
+        scores: ``(K,)`` scores in [0, 1].
+        count: how many leading slots are valid (shape ``()``, ``(1,)`` or ``(1, 1)``).
+        score_threshold: keep ``score > score_threshold``.
+        max_detections: keep at most this many, in slot order (the op writes them best first).
+        num_classes: when given, class ids outside ``[0, num_classes)`` are dropped.
+
+    Returns the usual ``(boxes (M, 4) clipped to [0, 1], scores (M,) float32, class_ids (M,) int32)``. Slots
+    past ``count`` and non-finite values are ignored, so a model that leaves slots unwritten is read safely.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    classes = np.asarray(classes, dtype=np.float32).reshape(-1)
+    if not boxes.shape[0] == scores.shape[0] == classes.shape[0]:
+        raise ValueError(
+            f"select_detections: boxes {boxes.shape}, classes {classes.shape} and scores {scores.shape} "
+            "must have the same number of slots"
+        )
+    counted = float(np.asarray(count, dtype=np.float32).reshape(-1)[0])
+    valid = int(min(max(counted, 0.0), scores.shape[0])) if np.isfinite(counted) else 0
+    boxes, scores, classes = boxes[:valid], scores[:valid], classes[:valid]
+    keep = np.isfinite(scores) & (scores > score_threshold) & np.isfinite(classes) & np.isfinite(boxes).all(axis=1)
+    class_ids = np.rint(np.where(np.isfinite(classes), classes, -1)).astype(np.int32)
+    keep &= class_ids >= 0
+    if num_classes is not None:
+        keep &= class_ids < num_classes
+    index = np.flatnonzero(keep)[: max(int(max_detections), 0)]
+    return np.clip(boxes[index], 0.0, 1.0), scores[index], class_ids[index]

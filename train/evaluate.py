@@ -35,6 +35,9 @@ PredictFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """``batch (B, H, W, 3) float32 raw 0..255 RGB -> (box_deltas (B, N, 4), class_scores (B, N, C+1))``."""
 DecodeFn = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 """Signature of ``edge.postprocess.decode_and_nms``."""
+DetectFn = Callable[[np.ndarray], Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+"""``batch (B, H, W, 3) float32 raw 0..255 RGB -> B x (boxes (K, 4) normalized ymin, xmin, ymax, xmax, scores (K,),
+class_ids (K,))``: a model that does its own post-processing (e.g. ``TFLite_Detection_PostProcess``)."""
 
 
 class GroundTruth(Protocol):
@@ -158,7 +161,7 @@ def _default_decode() -> DecodeFn:
 
 
 def evaluate_predictions(
-    predict_fn: PredictFn,
+    predict_fn: PredictFn | None,
     records: Sequence[GroundTruth],
     config: ModelConfig,
     labels: Sequence[str],
@@ -168,6 +171,7 @@ def evaluate_predictions(
     max_detections: int = 100,
     decode_fn: DecodeFn | None = None,
     progress: bool = True,
+    detect_fn: DetectFn | None = None,
 ) -> dict:
     """Run ``predict_fn`` over ``records`` (objects with ``image_path``, ``boxes``, ``classes``, ``height``,
     ``width``) and score the decoded detections.
@@ -176,6 +180,7 @@ def evaluate_predictions(
     0..255. ``predict_fn`` returns ``box_deltas`` ``(B, N, 4)`` and ``class_scores`` ``(B, N, C+1)``;
     each image is decoded by ``decode_fn`` (default ``edge.postprocess.decode_and_nms``) with the
     config's anchors and variances, ``score_threshold``, NMS ``iou_threshold`` and ``max_detections``.
+    With ``detect_fn`` (then ``predict_fn`` may be None) the model's own detections are scored as they come.
     Detections are matched to ground truth at IoU 0.5 (VOC) and 0.5:0.95 (COCO) whatever the NMS IoU.
     Unreadable images are skipped, logged and counted.
 
@@ -194,6 +199,15 @@ def evaluate_predictions(
     skipped: list[str] = []
 
     def flush(batch: list[np.ndarray], batch_records: list[GroundTruth]) -> None:
+        if detect_fn is not None:
+            per_image = [Detections(*dets) for dets in detect_fn(np.stack(batch).astype(np.float32))]
+            if len(per_image) != len(batch):
+                raise ValueError(f"evaluate: detect_fn returned {len(per_image)} results for {len(batch)} images")
+            for dets, record in zip(per_image, batch_records, strict=True):
+                evaluator.add(*dets, record.boxes, record.classes, _difficult(record))
+                detections.append(dets)
+                kept.append(record)
+            return
         box_deltas, class_scores = predict_fn(np.stack(batch).astype(np.float32))
         box_deltas, class_scores = np.asarray(box_deltas), np.asarray(class_scores)
         expected = (len(batch), len(anchors))
