@@ -119,3 +119,19 @@ def test_pycoral_objects_agree_with_detector(int8_builtin, calibration_set, tiny
         ymin, xmin, ymax, xmax = np.clip(np.array([o[2] for o in objects]), 0, 1).T
         expected = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], axis=1)
         np.testing.assert_allclose(detections.boxes, expected, atol=1e-3)
+
+
+def test_resize_detector_keeps_the_weights():
+    import keras
+
+    from convert.interop import resize_detector
+    from train.config import ModelConfig
+    from train.model import build_ssd
+
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(alpha=0.25, input_size=(96, 96), num_classes=3)
+    model = build_ssd(config)
+    resized, resized_config = resize_detector(model, config, (300, 300))
+    assert resized_config.input_size == (300, 300) and tuple(resized.inputs[0].shape[1:]) == (300, 300, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), resized.get_weights(), strict=True))
+    assert resize_detector(model, config, (96, 96)) == (model, config)
