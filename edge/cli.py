@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the detector on a camera, video, stream or folder")
     run.add_argument("--model", default=DEFAULT_MODEL, help=f"int8/float .tflite model (default {DEFAULT_MODEL})")
+    _add_standard_ssd_options(run)
     run.add_argument(
         "--source",
         default="synthetic",
@@ -93,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_standard_ssd_options(parser: argparse.ArgumentParser) -> None:
+    """Options for SSD models made elsewhere (no edge metadata): labels and float/int8 input normalization."""
+    parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="labels for a model made elsewhere (labelmap.txt: one name per line, first line ??? skipped, "
+        "or 'index name' lines); default: the model's own",
+    )
+    parser.add_argument(
+        "--input-mean",
+        type=float,
+        metavar="M",
+        help="model made elsewhere: input = (pixel - M) / S (default: its TFLite metadata, else uint8 raw, "
+        "int8/float [-1, 1])",
+    )
+    parser.add_argument("--input-std", type=float, metavar="S", help="see --input-mean")
+
+
 def _load_detector(args: argparse.Namespace) -> Any:
     model = Path(args.model)
     if not model.is_file():
@@ -110,6 +129,9 @@ def _load_detector(args: argparse.Namespace) -> Any:
             num_threads=args.threads,
             score_threshold=args.score_threshold,
             iou_threshold=args.iou_threshold,
+            labels=args.labels,
+            input_mean=args.input_mean,
+            input_std=args.input_std,
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise CliError(f"--model {args.model}: {_first_line(exc)}") from exc
@@ -291,15 +313,31 @@ def command_info(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise CliError(f"--model {args.model}: file not found")
-    from edge.metadata import read_metadata
+    from edge.metadata import METADATA_NAME, read_metadata, read_metadata_buffers
 
     try:
-        metadata = read_metadata(str(model))
-    except (ValueError, OSError) as exc:
+        if METADATA_NAME in read_metadata_buffers(str(model)):
+            described = {"metadata": read_metadata(str(model)).to_dict()}
+        else:
+            described = {"standard_ssd": _describe_standard_ssd(model)}
+    except (ValueError, RuntimeError, OSError) as exc:
         raise CliError(f"--model {args.model}: {_first_line(exc)}") from exc
-    data = metadata.to_dict() if hasattr(metadata, "to_dict") else metadata
-    print(json.dumps({"model": str(model), "size_bytes": model.stat().st_size, "metadata": data}, indent=2))
+    print(json.dumps({"model": str(model), "size_bytes": model.stat().st_size, **described}, indent=2))
     return 0
+
+
+def _describe_standard_ssd(model: Path) -> dict[str, Any]:
+    from edge.runtime import load_interpreter
+    from edge.standard_ssd import describe
+
+    interpreter = load_interpreter(str(model)).interpreter
+    return describe(
+        model.read_bytes(),
+        interpreter.get_input_details(),
+        interpreter.get_output_details(),
+        interpreter._get_full_signature_list() if hasattr(interpreter, "_get_full_signature_list") else None,
+        source=str(model),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
