@@ -226,6 +226,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"--target rpicam-apps: detector rebuilt at {RPICAM_INPUT_SIZE[0]}x{RPICAM_INPUT_SIZE[1]}")
     if options is not None:
         print(f"builtin post-processing: {options}")
+        if args.quant != "int8":
+            log.warning(
+                "a %s builtin model takes pixels in [0, 255]; picamera2's examples and rpicam-apps feed float inputs "
+                "in [-1, 1], so only int8 builtin models are for those tools (docs/INTEROP.md)",
+                args.quant,
+            )
 
     calibration = None
     if args.quant == "int8" or (args.compare and "int8" in args.compare):
