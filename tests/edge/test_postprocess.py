@@ -243,3 +243,20 @@ def test_parity_with_tf_per_class_nms(seed):
     assert len(ours) == len(expected)
     np.testing.assert_allclose(np.array(ours), np.array(sorted(expected, key=lambda r: r[:2])), atol=1e-6)
     assert np.all(np.diff(out_scores) <= 0)
+
+
+def test_select_detections_reads_only_written_valid_slots():
+    from edge.postprocess import select_detections
+
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [-0.1, 0.2, 1.2, 0.9], [0.2, 0.2, 0.3, 0.3], [np.nan, 0, 3e38, 1]])
+    classes = np.array([2.0, 0.0, 7.0, np.nan])
+    scores = np.array([0.9, 0.6, 0.8, np.nan])
+    got_boxes, got_scores, got_ids = select_detections(boxes, classes, scores, np.array([4.0]), 0.5, 10, 3)
+    np.testing.assert_array_equal(got_ids, [2, 0])  # class 7 is out of range, slot 3 is not finite
+    np.testing.assert_allclose(got_scores, [0.9, 0.6])
+    np.testing.assert_allclose(got_boxes[1], [0.0, 0.2, 1.0, 0.9])  # clipped to the image
+    assert len(select_detections(boxes, classes, scores, np.array([1.0]), 0.5)[1]) == 1  # slots past count ignored
+    assert len(select_detections(boxes, classes, scores, np.array([np.nan]), 0.5)[1]) == 0
+    assert len(select_detections(boxes, classes, scores, 99.0, 0.5, max_detections=1)[1]) == 1
+    with pytest.raises(ValueError, match="same number of slots"):
+        select_detections(boxes[:2], classes, scores, 4.0)
