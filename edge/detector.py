@@ -22,7 +22,7 @@ from edge import standard_ssd
 from edge.boxes import normalized_to_pixels
 from edge.labels import parse_labels
 from edge.metadata import METADATA_NAME, MetadataError, ModelMetadata, read_metadata, read_metadata_buffers
-from edge.postprocess import decode_and_nms, select_detections
+from edge.postprocess import decode_and_nms, decode_yolo, select_detections
 from edge.runtime import ModelLoadError, load_interpreter
 
 try:  # OpenCV headless is part of the edge install; the NumPy resize below is the fallback.
@@ -187,12 +187,19 @@ class Detector:
         interpreter = self._interpreter
         signatures = interpreter._get_full_signature_list() if hasattr(interpreter, "_get_full_signature_list") else {}
         signature_outputs = next(iter(signatures.values())).get("outputs") if len(signatures or {}) == 1 else None
-        try:
-            self._positions, layout = standard_ssd.output_layout(interpreter.get_output_details(), signature_outputs)
-        except ValueError as exc:
-            raise self._fail(
-                f"no '{METADATA_NAME}' metadata (not converted by `python -m convert`) and not a standard SSD: {exc}"
-            ) from None
+        yolo_classes = standard_ssd.yolo_classes(interpreter.get_output_details())
+        if yolo_classes is not None:
+            self._positions, layout = {"predictions": 0}, f"YOLO export, {yolo_classes} classes"
+        else:
+            try:
+                self._positions, layout = standard_ssd.output_layout(
+                    interpreter.get_output_details(), signature_outputs
+                )
+            except ValueError as exc:
+                raise self._fail(
+                    f"no '{METADATA_NAME}' metadata (not converted by `python -m convert`), not a standard SSD and "
+                    f"not a YOLO export: {exc}"
+                ) from None
         with open(self.model_path, "rb") as f:
             data = f.read()
         try:
@@ -208,14 +215,21 @@ class Detector:
         (detail,) = interpreter.get_input_details()[:1]
         try:
             mean, std, where = standard_ssd.input_normalization(
-                np.dtype(detail["dtype"]), tuple(detail["quantization"]), input_mean, input_std, tflite_metadata
+                np.dtype(detail["dtype"]),
+                tuple(detail["quantization"]),
+                input_mean,
+                input_std,
+                tflite_metadata,
+                standard_ssd.YOLO_NORMALIZATION if yolo_classes else standard_ssd.TFLITE_DEFAULT_NORMALIZATION,
             )
         except ValueError as exc:
             raise self._fail(str(exc)) from None
+        if yolo_classes is not None and len(names) != yolo_classes:
+            raise self._fail(f"labels: {len(names)} names, the YOLO output has {yolo_classes} classes")
         self.labels = list(names)
         self._input_size = (int(detail["shape"][1]), int(detail["shape"][2])) if len(detail["shape"]) == 4 else (0, 0)
         self.normalization = (mean, std)
-        self.postprocess_mode = "builtin"
+        self.postprocess_mode = "builtin" if yolo_classes is None else "yolo"
         self.source_description = f"standard SSD ({layout}; input normalization: {where})"
         log.info("%s: %s", self.model_path, self.source_description)
 
@@ -253,7 +267,9 @@ class Detector:
                 )
             outputs[name] = details[position]
         num_classes = len(self.labels)
-        if self.postprocess_mode == "numpy":
+        if self.postprocess_mode == "yolo":
+            expected = {}
+        elif self.postprocess_mode == "numpy":
             num_anchors = self.anchors.shape[0]
             expected = {"box_deltas": (1, num_anchors, 4), "class_scores": (1, num_anchors, num_classes + 1)}
         else:
@@ -323,6 +339,14 @@ class Detector:
                 self.iou_threshold,
                 self.max_detections,
                 self.metadata.variances,
+            )
+        elif self.postprocess_mode == "yolo":
+            boxes, scores, class_ids = decode_yolo(
+                outputs["predictions"],
+                self.input_size,
+                self.score_threshold,
+                self.iou_threshold,
+                self.max_detections,
             )
         else:
             boxes, scores, class_ids = select_detections(

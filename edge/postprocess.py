@@ -16,7 +16,7 @@ Semantics match ``tf.image.non_max_suppression`` run per class: a candidate need
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -200,9 +200,35 @@ def decode_and_nms(
     if num_anchors == 0 or max_detections <= 0:
         return _empty()
 
+    anchors = np.asarray(anchors)
+    box_deltas = np.asarray(box_deltas)
+    return _class_aware_nms(
+        lambda index: decode_boxes(box_deltas[index], anchors[index], variances),
+        class_scores,
+        1,
+        score_threshold,
+        iou_threshold,
+        max_detections,
+        pre_nms_top_k,
+    )
+
+
+def _class_aware_nms(
+    boxes_of: Callable[[np.ndarray], np.ndarray],
+    class_scores: np.ndarray,
+    first_class: int,
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+    pre_nms_top_k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score filter, top-k, class-aware NMS over ``class_scores (N, columns)``; columns before ``first_class``
+    (a background) never qualify. ``boxes_of(anchor indices)`` gives their ``(K, 4)`` ``ymin, xmin, ymax, xmax``.
+    Class ids come back as ``column - first_class``."""
+    num_columns = class_scores.shape[1]
     # Score pre-filter over all (anchor, class) pairs at once; the background column never qualifies.
     candidate = class_scores > score_threshold
-    candidate[:, 0] = False
+    candidate[:, :first_class] = False
     flat = np.flatnonzero(candidate)
     if not flat.size:
         return _empty()
@@ -216,7 +242,7 @@ def decode_and_nms(
     order = np.lexsort((-scores, class_index))
     anchor_index, class_index = anchor_index[order], class_index[order]
 
-    boxes = decode_boxes(np.asarray(box_deltas)[anchor_index], np.asarray(anchors)[anchor_index], variances)
+    boxes = np.asarray(boxes_of(anchor_index), dtype=np.float32)
     np.clip(boxes, 0.0, 1.0, out=boxes)
     keep = np.asarray(grouped_nms(boxes, class_index, float(iou_threshold)), dtype=np.intp)
     candidate_index = order[keep]
@@ -225,8 +251,49 @@ def decode_and_nms(
     return (
         boxes[keep].astype(np.float32, copy=False),
         scores[order[keep]].astype(np.float32, copy=False),
-        (class_index[keep] - 1).astype(np.int32),
+        (class_index[keep] - first_class).astype(np.int32),
     )
+
+
+def decode_yolo(
+    predictions: np.ndarray,
+    input_size: tuple[int, int],
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    pre_nms_top_k: int = PRE_NMS_TOP_K,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's Ultralytics-style YOLO output -> final detections, with the same NMS as ``decode_and_nms``.
+
+    Args:
+        predictions: ``(4 + C, N)`` (the export's layout) or ``(N, 4 + C)``, a leading batch axis of 1 allowed:
+            per candidate ``cx, cy, w, h`` then ``C`` class scores in [0, 1] (no objectness, no background).
+            Coordinates normalized to [0, 1], or in input pixels (told apart by a maximum above 2).
+        input_size: ``(height, width)`` of the model input, to normalize pixel coordinates.
+        score_threshold, iou_threshold, max_detections, pre_nms_top_k: as in ``decode_and_nms``.
+
+    Returns the usual ``(boxes (K, 4) normalized ymin, xmin, ymax, xmax, scores (K,), class_ids (K,) int32)``.
+    """
+    array = np.asarray(predictions, dtype=np.float32)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or min(array.shape) < 5:
+        raise ValueError(f"decode_yolo: predictions must have shape (4 + C, N) or (N, 4 + C), got {array.shape}")
+    if array.shape[0] < array.shape[1]:
+        array = array.T
+    if array.shape[0] == 0 or max_detections <= 0:
+        return _empty()
+    centers = array[:, :4]
+    class_scores = np.ascontiguousarray(np.where(np.isfinite(array[:, 4:]), array[:, 4:], 0.0))
+    height, width = input_size
+    scale = np.array([width, height, width, height], np.float32) if np.nanmax(np.abs(centers)) > 2 else 1.0
+    centers = centers / scale
+
+    def boxes_of(index: np.ndarray) -> np.ndarray:
+        cx, cy, w, h = centers[index].T
+        return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=1)
+
+    return _class_aware_nms(boxes_of, class_scores, 0, score_threshold, iou_threshold, max_detections, pre_nms_top_k)
 
 
 def select_detections(

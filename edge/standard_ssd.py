@@ -20,6 +20,10 @@ tensor's scale and zero point when it is an integer tensor. ``mean``/``std`` com
 convention of the tools that run these models (picamera2's examples, rpicam-apps, pycoral): a uint8 input
 gets the camera's bytes unchanged, an int8 or float input gets pixels scaled to [-1, 1] (mean = std = 127.5).
 
+Ultralytics-style YOLO exports (one output ``(1, 4 + C, N)``: ``cx, cy, w, h`` and ``C`` class scores per
+candidate, :func:`yolo_classes`) run too: ``edge.postprocess.decode_yolo`` decodes them and applies the same
+class-aware NMS as our SSDs; their float/int8 input defaults to [0, 1].
+
 Labels (:func:`metadata_labels`): the caller's (``--labels``), else the first ``TENSOR_VALUE_LABELS`` (or
 ``TENSOR_AXIS_LABELS``) file the TFLite metadata names, read from the zip the metadata writer appends to
 the model. Labels files in any of ``edge.labels``' formats; a ``???`` first line is the background.
@@ -54,6 +58,8 @@ SIGNATURE_NAMES = {
 """Signature output name -> output (TF2 OD API TFLite export; TF2 SavedModel names)."""
 TFLITE_METADATA = "TFLITE_METADATA"
 TFLITE_DEFAULT_NORMALIZATION = (127.5, 127.5)
+YOLO_NORMALIZATION = (0.0, 255.0)
+"""Ultralytics exports take RGB in [0, 1]."""
 _OP_TENSOR = re.compile(r"^TFLite_Detection_PostProcess(?::(\d))?$")
 
 # tflite-support metadata_schema.fbs field ids (a union takes two: type, value)
@@ -174,6 +180,16 @@ def output_layout(
     raise ValueError(f"outputs {shapes} are in no known order; expected {expected}")
 
 
+def yolo_classes(output_details: Sequence[Mapping]) -> int | None:
+    """Number of classes of an Ultralytics-style YOLO export (one ``(1, 4 + C, N)`` output), else None."""
+    if len(output_details) != 1:
+        return None
+    shape = tuple(int(n) for n in output_details[0]["shape"])
+    if len(shape) != 3 or shape[0] != 1 or min(shape[1:]) < 5 or shape[1] == shape[2]:
+        return None
+    return min(shape[1:]) - 4
+
+
 def _checked(named: dict[str, int], shapes: list[tuple[int, ...]], expected: str) -> dict[str, int]:
     boxes = shapes[named["boxes"]]
     k = boxes[1] if len(boxes) == 3 else -1
@@ -190,11 +206,12 @@ def input_normalization(
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
     metadata: TfliteMetadata | None = None,
+    default: tuple[float, float] = TFLITE_DEFAULT_NORMALIZATION,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """``(mean, std, where from)``: the model input is ``(pixel - mean) / std`` (then quantized), float32 ``(C,)``.
 
     Flags first (both or neither), then the metadata's ``NormalizationOptions``, then the tools' convention
-    (module docstring).
+    (module docstring): uint8 camera bytes, else ``default`` (SSD: [-1, 1]; YOLO: ``YOLO_NORMALIZATION``, [0, 1]).
     """
     if (mean is None) != (std is None):
         raise ValueError("--input-mean and --input-std go together")
@@ -206,7 +223,8 @@ def input_normalization(
         scale, zero_point = quantization
         chosen, where = (float(zero_point), 1.0 / float(scale)), "uint8 input: camera bytes unchanged"
     else:
-        chosen, where = TFLITE_DEFAULT_NORMALIZATION, "default [-1, 1] (mean = std = 127.5)"
+        low, high = (0 - default[0]) / default[1], (255 - default[0]) / default[1]
+        chosen, where = default, f"default [{low:g}, {high:g}] (mean {default[0]:g}, std {default[1]:g})"
     mean_array = np.atleast_1d(np.asarray(chosen[0], dtype=np.float32))
     std_array = np.atleast_1d(np.asarray(chosen[1], dtype=np.float32))
     if (std_array == 0).any() or mean_array.size not in (1, 3) or std_array.size not in (1, 3):
@@ -223,22 +241,32 @@ def describe(
     signatures: Mapping[str, Mapping] | None,
     source: str = "<model bytes>",
 ) -> dict:
-    """A JSON-able description of a standard SSD for ``python -m edge info``; ``ValueError`` if it is not one."""
+    """A JSON-able description of a standard SSD or YOLO export for ``python -m edge info``; else ``ValueError``."""
     signature_outputs = None
     if signatures and len(signatures) == 1:
         signature_outputs = next(iter(signatures.values())).get("outputs")
-    layout, how = output_layout(output_details, signature_outputs)
+    classes = yolo_classes(output_details)
+    if classes is None:
+        layout, how = output_layout(output_details, signature_outputs)
+        kind = "standard SSD (TFLite_Detection_PostProcess outputs, no edge_ssd_metadata)"
+        max_detections: int | None = int(output_details[layout["scores"]]["shape"][-1])
+    else:
+        layout, how = {"predictions": 0}, f"one (1, 4 + {classes}, N) output"
+        kind, max_detections = "YOLO export (decoded and NMS'd by edge.postprocess.decode_yolo)", None
     (model_input,) = input_details
     metadata = read_tflite_metadata(data, source)
     mean, std, where = input_normalization(
-        np.dtype(model_input["dtype"]), tuple(model_input["quantization"]), metadata=metadata
+        np.dtype(model_input["dtype"]),
+        tuple(model_input["quantization"]),
+        metadata=metadata,
+        default=TFLITE_DEFAULT_NORMALIZATION if classes is None else YOLO_NORMALIZATION,
     )
     try:
         labels = metadata_labels(data, source)
     except (ValueError, MetadataError):
         labels = None
     return {
-        "kind": "standard SSD (TFLite_Detection_PostProcess outputs, no edge_ssd_metadata)",
+        "kind": kind,
         "input": {
             "shape": [int(n) for n in model_input["shape"]],
             "dtype": np.dtype(model_input["dtype"]).name,
@@ -247,7 +275,7 @@ def describe(
         },
         "outputs": layout,
         "outputs_from": how,
-        "max_detections": int(output_details[layout["scores"]]["shape"][-1]),
+        "max_detections": max_detections,
         "labels": labels,
         "labels_from": "TFLite metadata associated file" if labels else "none in the model: pass --labels FILE",
     }

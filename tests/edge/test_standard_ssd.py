@@ -273,3 +273,43 @@ def test_edge_run_with_labels_file(labelmap, tmp_path):
     assert main([*args, "--jsonl", str(jsonl), "--quiet"]) == 0
     (line,) = [json.loads(text) for text in jsonl.read_text().splitlines()]
     assert sorted(det["label"] for det in line["detections"]) == ["blue", "red"]
+
+
+def build_yolo(pixel_boxes: bool = False) -> bytes:
+    """An Ultralytics-style export: ``(1, 32, 32, 3)`` float in [0, 1] -> one ``(1, 4 + 3, 16)`` output."""
+    import tensorflow as tf
+
+    anchors = _anchors()  # cy, cx, h, w
+    xywh = np.stack([anchors[:, 1], anchors[:, 0], anchors[:, 3], anchors[:, 2]]) * (SIZE if pixel_boxes else 1)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.float32)])
+    def serve(image):
+        cells = tf.reshape(tf.nn.avg_pool2d(image, 8, 8, "VALID"), [1, 16, 3])
+        scores = tf.transpose(tf.sigmoid(10.0 * (cells - 0.5)), [0, 2, 1])  # (1, 3, 16)
+        return tf.concat([tf.constant(xywh[None], tf.float32), scores], axis=1)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)
+    return bytes(converter.convert())
+
+
+@pytest.mark.parametrize("pixel_boxes", [False, True], ids=["normalized", "pixels"])
+def test_yolo_export(pixel_boxes, labelmap, tmp_path):
+    path = tmp_path / "yolo.tflite"
+    path.write_bytes(build_yolo(pixel_boxes))
+    detector = Detector(path, labels=labelmap, score_threshold=0.5)
+    assert detector.postprocess_mode == "yolo" and "[0, 1]" in detector.source_description
+    _check_golden(detector)
+    with pytest.raises(ModelLoadError, match="2 names, the YOLO output has 3 classes"):
+        Detector(path, labels=["a", "b"])
+
+
+def test_edge_info_on_a_yolo_export(tmp_path, capsys):
+    import json
+
+    from edge.cli import main
+
+    path = tmp_path / "yolo.tflite"
+    path.write_bytes(build_yolo())
+    assert main(["info", "--model", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)["standard_ssd"]
+    assert info["kind"].startswith("YOLO") and info["input"]["normalization"]["std"] == [255.0]
