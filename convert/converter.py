@@ -62,9 +62,10 @@ BUILTIN_SIGNATURE_NAMES = {"output_0": "count", "output_1": "scores", "output_2"
 class BuiltinPostprocess:
     """Attributes of the ``TFLite_Detection_PostProcess`` op (the TF2 OD API export's defaults).
 
-    ``score_threshold`` 1e-8 makes the op write every one of its ``max_detections`` slots (see the module
-    docstring); ``use_regular_nms`` False is the op's fast NMS (one class per anchor, NMS across classes),
-    True is per-class NMS like ``edge.postprocess`` (slower on the device).
+    ``score_threshold`` 1e-8 lets the op fill its ``max_detections`` slots (see the module docstring);
+    ``use_regular_nms`` False is the op's fast NMS (one class per anchor, NMS across classes), True is
+    per-class NMS like ``edge.postprocess`` (slower on the device; ``python -m convert`` uses it by default,
+    docs/INTEROP.md).
     """
 
     max_detections: int = 100

@@ -58,6 +58,7 @@ def test_builtin_file_is_scored_gated_and_labelled(dataset, tmp_path, capsys):
     report = json.loads((tmp_path / "m_builtin.accuracy.json").read_text())
     assert [row["variant"] for row in report["results"]] == ["keras", "int8-builtin"]
     assert report["results"][1]["size_bytes"] > 0 and report["builtin_postprocess"]["iou_threshold"] == 0.6
+    assert report["builtin_postprocess"]["use_regular_nms"] and report["builtin_postprocess"]["max_detections"] == 25
     metadata = read_metadata(out)
     assert metadata.postprocess == "builtin" and "int8-builtin" in metadata.accuracy
     assert _picamera2_read_label_file(tmp_path / "m_builtin.labels.txt") == dict(enumerate(CLASS_NAMES))
@@ -65,7 +66,7 @@ def test_builtin_file_is_scored_gated_and_labelled(dataset, tmp_path, capsys):
     assert "int8-builtin mAP@0.5 drop vs float" in capsys.readouterr().out
 
     strict = tmp_path / "strict.tflite"
-    assert main([*common, "--out", str(strict), "--max-map-drop", "-1"]) == 1
+    assert main([*common, "--out", str(strict), "--max-map-drop", "-1", "--no-regular-nms"]) == 1
     assert "int8-builtin mAP@0.5" in capsys.readouterr().err
     assert not strict.exists() and not (tmp_path / "strict.labels.txt").exists()
 
@@ -80,6 +81,8 @@ def test_labels_next_to_a_numpy_model(dataset, tmp_path):
 def test_flag_conflicts_exit_2(dataset, tmp_path, capsys):
     run = _make_run(tmp_path / "run", dataset, (64, 64))
     assert main([str(run), "--max-detections", "10", "--skip-accuracy"]) == 2
+    assert "only with --postprocess builtin" in capsys.readouterr().err
+    assert main([str(run), "--no-regular-nms", "--skip-accuracy"]) == 2
     assert "only with --postprocess builtin" in capsys.readouterr().err
     assert main([str(run), "--target", "rpicam-apps", "--quant", "float32"]) == 2
     assert "int8" in capsys.readouterr().err
