@@ -223,9 +223,15 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"{run_dir / 'run.json'}: field 'data' is missing; pass --data with the dataset folder")
     print(f"model: {checkpoint}  config: {config.to_dict()}  labels: {labels}")
     model = load_detector(checkpoint, config)
+    trained = (model, config)
     if args.target == "rpicam-apps" and tuple(config.input_size) != RPICAM_INPUT_SIZE:
         model, config = resize_detector(model, config, RPICAM_INPUT_SIZE)
-        print(f"--target rpicam-apps: detector rebuilt at {RPICAM_INPUT_SIZE[0]}x{RPICAM_INPUT_SIZE[1]}")
+        log.warning(
+            "--target rpicam-apps: detector trained at %dx%d rebuilt at %dx%d; the accuracy gate compares the written "
+            "file with the float model at its trained size (train at 300 to lose nothing: python -m train --size 300)",
+            *trained[1].input_size,
+            *RPICAM_INPUT_SIZE,
+        )
     if options is not None:
         print(f"builtin post-processing: {options}")
         if args.quant != "int8":
@@ -258,7 +264,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"{data}: split '{val_split}' has no images to evaluate on")
     print(f"accuracy check: {len(records)} images of {data} ({val_split})")
 
-    results = [accuracy.evaluate_keras(model, records, config, labels, size_bytes=checkpoint.stat().st_size)]
+    size = checkpoint.stat().st_size
+    results = [accuracy.evaluate_keras(trained[0], records, trained[1], labels, size_bytes=size)]  # gate reference
+    if trained[1] is not config:
+        height, width = config.input_size
+        results.append(accuracy.evaluate_keras(model, records, config, labels, size, variant=f"keras-{height}x{width}"))
     written_row = args.quant if postprocess == "numpy" else f"{args.quant}-builtin"
     variants = list(dict.fromkeys(args.compare or ([args.quant] if postprocess == "numpy" else [])))
     if postprocess == "numpy" and args.quant not in variants:

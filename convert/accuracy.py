@@ -164,11 +164,16 @@ def _score(
 
 
 def evaluate_keras(
-    model, records: Sequence[GroundTruth], config: ModelConfig, labels: Sequence[str], size_bytes: int = 0
+    model,
+    records: Sequence[GroundTruth],
+    config: ModelConfig,
+    labels: Sequence[str],
+    size_bytes: int = 0,
+    variant: str = FLOAT_VARIANT,
 ) -> VariantResult:
-    """Score the float Keras model (row ``keras``); latency is per image in batches of 8."""
+    """Score the float Keras model (row ``variant``, default ``keras``); latency is per image in batches of 8."""
     predict, timings = _timed(keras_predict_fn(model))
-    return _score(FLOAT_VARIANT, predict, timings, size_bytes, records, config, labels, batch_size=8)
+    return _score(variant, predict, timings, size_bytes, records, config, labels, batch_size=8)
 
 
 def evaluate_tflite(
