@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.auth import Credentials
+from edge.image import swap_red_blue
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def draw_detections(
     """
     import cv2
 
-    canvas = np.ascontiguousarray(image[:, :, ::-1])
+    canvas = swap_red_blue(image)
     height, width = canvas.shape[:2]
     thickness = max(1, round(min(height, width) / 320))
     scale = max(0.4, min(height, width) / 800)

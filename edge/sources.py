@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.image import swap_red_blue
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -83,8 +85,8 @@ def to_rgb(image: np.ndarray, order: str = "BGR") -> np.ndarray:
         return np.ascontiguousarray(np.repeat(image, 3, axis=2))
     image = image[:, :, :3]
     if order == "BGR":
-        image = image[:, :, ::-1]
-    elif order != "RGB":
+        return swap_red_blue(image)
+    if order != "RGB":
         raise ValueError(f"channel order must be 'BGR' or 'RGB', got {order!r}")
     return np.ascontiguousarray(image)
 
