@@ -6,11 +6,8 @@ clients that never read connect from 127.0.0.10 and up, so per-address caps and 
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -31,8 +28,8 @@ from edge.auth import Credentials
 from edge.mjpeg import BOUNDARY, MjpegServer, parse_host_port
 from edge.outputs import MjpegOutput
 from edge.pipeline import Pipeline
+from tests.support.debian import debian_tool
 
-LOCK = Path("/tmp/edge-tests-chromium-install.lock")
 CREDENTIALS = Credentials("edge", "s3cret:token")
 STATS = {"frames": 42, "fps": 29.5}
 
@@ -184,29 +181,9 @@ def test_listen_backlog_is_sized_for_real_use(server: MjpegServer) -> None:
     assert server._server is not None and server._server.request_queue_size == 64
 
 
-def _install_chromium() -> str | None:
-    """Find ``chromium``, installing the Debian package under a file lock when missing; None if impossible."""
-    LOCK.touch(exist_ok=True)
-    with LOCK.open("r+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = shutil.which("chromium")
-        if found:
-            return found
-        if shutil.which("apt-get") is None:
-            return None
-        prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-            try:
-                subprocess.run(prefix + command, check=True, capture_output=True, timeout=900, env=env)
-            except (OSError, subprocess.SubprocessError):
-                return None
-        return shutil.which("chromium")
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    path = _install_chromium()
+    path = debian_tool("chromium", "chromium")
     if path is None:
         pytest.skip("chromium is not installed and `apt-get install chromium` is not possible here (no root/apt)")
     return path

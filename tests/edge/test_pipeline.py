@@ -17,7 +17,7 @@ import pytest
 from edge import sources, system
 from edge.boxes import normalized_to_pixels
 from edge.metrics import DetectionEvaluator
-from edge.outputs import FrameResult, JsonlOutput
+from edge.outputs import FrameResult, JsonlOutput, Output
 from edge.pipeline import LatestSlot, Pipeline
 from edge.stats import (
     STAGES,
@@ -451,3 +451,30 @@ def test_a_run_without_sensors_reports_null_temperatures() -> None:
     assert thermal["samples"] >= 1
     assert thermal["cpu_temperature_c"] == {"min": None, "max": None, "last": None}
     assert thermal["first_throttle"] is None
+
+
+class MainThreadOutput(Output):
+    """A GUI-like output: records which thread ran ``write`` and ``pump`` (a window must be pumped by run()'s)."""
+
+    pump_interval_s = 0.01
+
+    def __init__(self) -> None:
+        self.write_threads: set[int] = set()
+        self.pump_threads: set[int] = set()
+        self.pumps = 0
+
+    def write(self, result: FrameResult) -> None:
+        self.write_threads.add(threading.get_ident())
+
+    def pump(self) -> None:
+        self.pump_threads.add(threading.get_ident())
+        self.pumps += 1
+
+
+def test_outputs_that_need_the_main_thread_are_pumped_from_the_thread_that_runs_the_pipeline() -> None:
+    output = MainThreadOutput()
+    source = sources.SyntheticSource((64, 48), fps=50, paced=True, seed=0)
+    Pipeline(source, TimedDetector(), outputs=[output], duration_s=0.5).run()
+    assert output.pump_threads == {threading.get_ident()}
+    assert output.write_threads and threading.get_ident() not in output.write_threads
+    assert output.pumps >= 20  # every 10 ms, not only at the 100 ms status tick
