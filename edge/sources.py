@@ -335,6 +335,9 @@ class Picamera2Source(FrameSource):
     Pi 5, ``"RGB888"``, ``"BGR888"``, ``"XRGB8888"``, ``"XBGR8888"``. Each ``read()`` takes one
     ``capture_request()``, makes both arrays from it and releases it (also on error), so the boxes found on
     lores are drawn on the very frame they were found in and the camera never runs out of buffers.
+    ``capture_request(wait=capture_timeout_s)`` (picamera2's own timeout): a camera that stops delivering (a
+    loose ribbon cable, "Camera frontend has timed out!") raises ``SourceUnavailable`` after that many seconds
+    instead of blocking the capture thread forever; ``ReconnectingSource`` then closes and reopens it.
     """
 
     def __init__(
@@ -344,8 +347,10 @@ class Picamera2Source(FrameSource):
         lores: tuple[int, int] | None = None,
         lores_format: str = "YUV420",
         camera_num: int = 0,
+        capture_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(f"picamera2:{camera_num}")
+        self.capture_timeout_s = capture_timeout_s
         self.resolution = resolution
         self.fps = fps
         self.lores = lores
@@ -397,11 +402,15 @@ class Picamera2Source(FrameSource):
     def _read(self) -> Frame:
         names = ("main", "lores") if self.lores is not None else ("main",)
         try:
-            request = self._camera.capture_request()
+            request = self._camera.capture_request(wait=self.capture_timeout_s)
             try:
                 arrays = {name: request.make_array(name) for name in names}
             finally:
                 request.release()
+        except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError since Python 3.11
+            raise SourceUnavailable(
+                f"picamera2 camera {self.camera_num}: no frame within {self.capture_timeout_s:g} s"
+            ) from exc
         except Exception as exc:
             raise SourceUnavailable(f"picamera2 camera {self.camera_num}: capture failed ({exc})") from exc
         timestamp = time.monotonic()
