@@ -28,13 +28,15 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from edge.errors import EdgeError
+
 DEFAULT_USER = "edge"
 PASSWORD_ENV = "EDGE_MJPEG_PASSWORD"
 USER_ENV = "EDGE_MJPEG_USER"
 REALM = "edge"
 
 
-class AuthError(ValueError):
+class AuthError(EdgeError, ValueError):
     """Credentials cannot be read, or a bind would expose the stream without them (one-line message)."""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edge.errors import EdgeError
 from edge.sources import PICAMERA2_FORMATS
 
 DEFAULT_MODEL = "models/demo_int8.tflite"
@@ -185,7 +186,6 @@ def _outputs(args: argparse.Namespace, mjpeg: dict[str, Any] | None, stats_provi
 
 def command_run(args: argparse.Namespace) -> int:
     from edge import sources, system
-    from edge.outputs import OutputError
     from edge.pipeline import Pipeline
     from edge.stats import PipelineStats, StatusPrinter, write_report
 
@@ -265,7 +265,7 @@ def command_run(args: argparse.Namespace) -> int:
     error: BaseException | None = None
     try:
         pipeline.run()
-    except (OutputError, sources.SourceError, sources.SourceUnavailable) as exc:
+    except EdgeError as exc:
         error = exc
     finally:
         if args.report:

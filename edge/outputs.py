@@ -19,12 +19,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.auth import Credentials
+from edge.errors import EdgeError
 from edge.image import swap_red_blue
 
 logger = logging.getLogger(__name__)
 
 
-class OutputError(RuntimeError):
+class OutputError(EdgeError, RuntimeError):
     """An output cannot be opened (no GUI, unwritable file, port in use)."""
 
 

@@ -22,6 +22,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from edge.errors import EdgeError
+
 log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -42,7 +44,7 @@ PI_BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime")
 """The backends a Pi install may have (the runtime never needs TensorFlow)."""
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(EdgeError, RuntimeError):
     """A model or delegate could not be loaded; the message is one line naming the file and the cause."""
 
 

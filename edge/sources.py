@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import EdgeError
 from edge.image import swap_red_blue
 
 logger = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ SOURCE_KINDS = (
 )
 
 
-class SourceError(RuntimeError):
+class SourceError(EdgeError, RuntimeError):
     """A source cannot be opened or read for a reason retrying will not fix (bad path, unsupported kind)."""
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(EdgeError, RuntimeError):
     """A live source (camera, stream) is missing or went away; retrying may help."""
 
 
