@@ -1,6 +1,6 @@
 """Training as a library: ``run(model_config, train_config, data, out) -> metrics``.
 
-``python -m train`` (``train/__main__.py``) only parses flags into the configs below and calls these functions::
+``python -m train`` (``train/cli.py``) only parses flags into the configs below and calls these functions::
 
     data = load_training_data(DataConfig("data/synthetic"))
     config = ModelConfig(alpha=0.5, input_size=(160, 160), num_classes=len(data.labels))

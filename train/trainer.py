@@ -3,10 +3,9 @@
 A custom ``tf.function`` step (rather than ``Model.fit``) because the multibox loss needs box and class
 outputs together (positives normalise both terms) and ``tf.distribute`` strategies run it unchanged.
 
-Run-directory layout (docs/ARCHITECTURE.md): ``run.json``, ``best.keras``, ``last.keras``, ``metrics.json``,
-``history.csv``, ``logs/`` (TensorBoard) and ``state/`` (``tf.train.Checkpoint`` of weights, optimizer, epoch
-and training seconds, used for resuming). Every file is written to a temporary name and renamed, so an interrupted run always leaves
-its last good checkpoint and report intact.
+The run directory is written through ``train.rundir.RunDir`` (``state/`` is the ``tf.train.Checkpoint`` of
+weights, optimizer, epoch, best mAP and training seconds, used for resuming). Every file is written to a
+temporary name and renamed, so an interrupted run always leaves its last good checkpoint and report intact.
 """
 
 from __future__ import annotations
