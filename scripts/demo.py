@@ -87,7 +87,7 @@ class Demo:
         self.args = args
         self.out: Path = args.out
         self.data: Path = args.data
-        self.run = RunDir(args.run)
+        self.run_dir = RunDir(args.run)
         self.model = self.out / "model_int8.tflite"
         self.accuracy_json = self.out / "model_int8.accuracy.json"
         self.accuracy_md = self.out / "model_int8.accuracy.md"
@@ -114,15 +114,15 @@ class Demo:
         return before == _mtime(marker), [self.data]
 
     def stage_train(self) -> tuple[bool, list[Path]]:
-        outputs = [self.run.best, self.run.metrics_json]
+        outputs = [self.run_dir.best, self.run_dir.metrics_json]
         flags = ["--data", str(self.data), "--alpha", f"{self.args.alpha:g}", "--size", str(self.args.size)]
         flags += ["--epochs", str(self.args.epochs), "--seed", str(self.args.seed), "--augment", self.args.augment]
         flags += ["--max-train-minutes", f"{self.args.max_train_minutes:g}"]
-        flags += ["--out", str(self.run.path), *shlex.split(self.args.train_args)]
+        flags += ["--out", str(self.run_dir.path), *shlex.split(self.args.train_args)]
         command = [self.python, "-m", "train", *flags]
-        if self.run.has_run_json() and not train_settings_match(self.run, flags):
+        if self.run_dir.has_run_json() and not train_settings_match(self.run_dir, flags):
             print(
-                f"[train] {self.run.run_json} records other settings: training again from scratch (--restart)",
+                f"[train] {self.run_dir.run_json} records other settings: training again from scratch (--restart)",
                 flush=True,
             )
             command.append("--restart")
@@ -136,9 +136,9 @@ class Demo:
 
     def stage_convert(self) -> tuple[bool, list[Path]]:
         outputs = [self.model, self.accuracy_json, self.accuracy_md]
-        if is_current(outputs, [self.run.best]):
+        if is_current(outputs, [self.run_dir.best]):
             return True, outputs
-        command = [self.python, "-m", "convert", str(self.run.path), "--quant", "int8", "--out", str(self.model)]
+        command = [self.python, "-m", "convert", str(self.run_dir.path), "--quant", "int8", "--out", str(self.model)]
         command += ["--data", str(self.data), "--compare", "float32,int8"]
         command += ["--calibration-images", str(self.args.calibration_images)]
         if self.args.max_map_drop is not None:
@@ -210,8 +210,8 @@ class Demo:
     def summary(self) -> dict:
         """Stage timings plus the headline numbers read back from the files the stages wrote."""
         summary: dict = {"stages": self.results, "total_s": round(sum(r["seconds"] for r in self.results), 1)}
-        if self.run.metrics_json.is_file():
-            metrics = self.run.read_metrics()
+        if self.run_dir.metrics_json.is_file():
+            metrics = self.run_dir.read_metrics()
             summary["train"] = {k: metrics.get(k) for k in ("best_epoch", "val_map50", "val_coco_map")}
         if self.accuracy_json.is_file():
             rows = json.loads(self.accuracy_json.read_text()).get("results", [])
