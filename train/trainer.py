@@ -127,7 +127,7 @@ class Trainer:
         self.is_chief = bool(strategy.extended.should_checkpoint)
         # Non-chief workers checkpoint too (collective), into a folder of their own that fit() removes.
         self._scratch = None if self.is_chief else tempfile.TemporaryDirectory(prefix="train-worker-")
-        self.written = self.out if self._scratch is None else RunDir(self._scratch.name)
+        state_dir = self.out.state if self._scratch is None else Path(self._scratch.name) / "state"
         self.steps_per_epoch = steps_per_epoch
         self.evaluate_fn = evaluate_fn
         self.strategy = strategy
@@ -169,7 +169,7 @@ class Trainer:
             stale_epochs=self.stale_epochs,
             elapsed=self.elapsed,
         )
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.written.state), max_to_keep=2)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(state_dir), max_to_keep=2)
         self.writer = (
             tf.summary.create_file_writer(str(self.out.logs)) if self.is_chief else tf.summary.create_noop_writer()
         )
@@ -275,8 +275,8 @@ class Trainer:
         """Write ``best.keras`` (when ``improved``), ``last.keras`` and the training state after ``epoch``."""
         if self.is_chief:
             if improved:
-                self.written.save_model(self.model, self.written.best)
-            self.written.save_model(self.model, self.written.last)
+                self.out.save_model(self.model, self.out.best)
+            self.out.save_model(self.model, self.out.last)
         self.epoch.assign(epoch)
         self.elapsed.assign(elapsed)
         self.manager.save(checkpoint_number=epoch)  # collective under MultiWorkerMirroredStrategy
@@ -303,6 +303,10 @@ class Trainer:
             if self._scratch is not None:
                 self._scratch.cleanup()
 
+    def due_for_evaluation(self, epoch: int, out_of_time: bool) -> bool:
+        """Every ``eval_every`` epochs, and after the last epoch (by count or by the time budget)."""
+        return epoch % self.config.eval_every == 0 or epoch == self.config.epochs or out_of_time
+
     def _fit(self) -> dict:
         if self.is_chief:
             self.out.write_info(self.run_info)
@@ -316,46 +320,19 @@ class Trainer:
             self._log_losses(result)
             now = time.monotonic()
             out_of_time = self.out_of_time(now - start, result.seconds)
-            row = {
-                "epoch": epoch,
-                "loss": round(result.loss, 5),
-                "cls_loss": round(result.cls_loss, 5),
-                "loc_loss": round(result.loc_loss, 5),
-                "lr": f"{result.learning_rate:.6g}",
-                "map50": "",
-                "coco_map": "",
-                "elapsed_s": round(now - start, 1),
-            }
-            evaluation = {"improved": False}
-            if epoch % self.config.eval_every == 0 or epoch == self.config.epochs or out_of_time:
-                evaluation = self.evaluate(epoch)
-                row["map50"], row["coco_map"] = round(evaluation["map50"], 4), round(evaluation.get("coco_map", 0.0), 4)
-                if evaluation["improved"]:
-                    metrics = {
-                        "best_epoch": epoch,
-                        "val_map50": evaluation["map50"],
-                        "val_coco_map": evaluation.get("coco_map"),
-                        "per_class_ap50": evaluation.get("per_class_ap50"),
-                        "elapsed_s": row["elapsed_s"],
-                    }
+            evaluation = self.evaluate(epoch) if self.due_for_evaluation(epoch, out_of_time) else None
+            improved = evaluation is not None and evaluation["improved"]
             self.writer.flush()
-            self.save(epoch, time.monotonic() - start, evaluation["improved"])  # with this epoch's evaluation
+            self.save(epoch, time.monotonic() - start, improved)  # with this epoch's evaluation
+            row = _history_row(result, round(now - start, 1), evaluation)
+            if improved:
+                metrics = _best_metrics(epoch, evaluation, row["elapsed_s"])
+            metrics.update(epochs_run=epoch, train_seconds=row["elapsed_s"])
             history.append(row)
-            metrics["epochs_run"] = epoch
-            metrics["train_seconds"] = row["elapsed_s"]
             if self.is_chief:
                 self.out.write_history(history)
                 self.out.write_metrics(metrics)
-            self._say(
-                f"epoch {epoch:3d}  loss {result.loss:.3f} (cls {result.cls_loss:.3f}, loc {result.loc_loss:.3f})  "
-                f"lr {result.learning_rate:.2e}"
-                + (
-                    f"  val mAP@0.5 {row['map50']:.4f}{' *best*' if evaluation['improved'] else ''}"
-                    if row["map50"] != ""
-                    else ""
-                )
-                + f"  [{row['elapsed_s']:.0f} s]"
-            )
+            self._say(_epoch_line(result, row, improved))
             if self.patience_ran_out():
                 self._say(f"early stopping: no val mAP improvement for {self.config.patience} epochs")
                 break
@@ -367,3 +344,38 @@ class Trainer:
                 break
         metrics["anchor_code_version"] = ANCHOR_CODE_VERSION
         return metrics
+
+
+def _history_row(result: EpochResult, elapsed: float, evaluation: dict | None) -> dict:
+    """One ``history.csv`` row; ``map50``/``coco_map`` are empty for epochs without evaluation."""
+    return {
+        "epoch": result.epoch,
+        "loss": round(result.loss, 5),
+        "cls_loss": round(result.cls_loss, 5),
+        "loc_loss": round(result.loc_loss, 5),
+        "lr": f"{result.learning_rate:.6g}",
+        "map50": "" if evaluation is None else round(evaluation["map50"], 4),
+        "coco_map": "" if evaluation is None else round(evaluation.get("coco_map", 0.0), 4),
+        "elapsed_s": elapsed,
+    }
+
+
+def _best_metrics(epoch: int, evaluation: dict, elapsed: float) -> dict:
+    """``metrics.json`` for a new best epoch (``epochs_run`` and ``train_seconds`` are added every epoch)."""
+    return {
+        "best_epoch": epoch,
+        "val_map50": evaluation["map50"],
+        "val_coco_map": evaluation.get("coco_map"),
+        "per_class_ap50": evaluation.get("per_class_ap50"),
+        "elapsed_s": elapsed,
+    }
+
+
+def _epoch_line(result: EpochResult, row: dict, improved: bool) -> str:
+    line = (
+        f"epoch {result.epoch:3d}  loss {result.loss:.3f} (cls {result.cls_loss:.3f}, loc {result.loc_loss:.3f})  "
+        f"lr {result.learning_rate:.2e}"
+    )
+    if row["map50"] != "":
+        line += f"  val mAP@0.5 {row['map50']:.4f}{' *best*' if improved else ''}"
+    return line + f"  [{row['elapsed_s']:.0f} s]"
