@@ -11,7 +11,7 @@ Targets (``TARGETS``):
   detections, labels in the ``rpicam`` format, and the stage's JSON (``assets/object_detect_tf.json``'s
   layout) next to the model.
 
-No file I/O here: ``convert.__main__`` writes the files.
+No file I/O here: ``convert.cli`` writes the files.
 """
 
 from __future__ import annotations

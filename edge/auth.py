@@ -8,19 +8,27 @@ The contract a deploy relies on:
 - Without ``--mjpeg-auth``, ``EDGE_MJPEG_PASSWORD`` (user ``EDGE_MJPEG_USER``, default ``edge``).
 - A loopback bind (127.0.0.0/8, ::1, ``localhost``) may run without credentials; any other bind needs them
   unless ``--insecure-no-auth`` is given. Credentials, when given, are required on every bind.
+- Guessing is slowed per client address (``FailedLoginLimiter``): after ``max_failures`` wrong passwords within
+  ``window_s`` that address gets HTTP 429 (even with the right password) until ``lockout_s`` have passed; other
+  addresses are unaffected, and a request without credentials (a browser's first try) is not a failure.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import dataclasses
 import hmac
 import ipaddress
 import os
 import stat
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from edge.errors import EdgeError
 
 DEFAULT_USER = "edge"
 PASSWORD_ENV = "EDGE_MJPEG_PASSWORD"
@@ -28,7 +36,7 @@ USER_ENV = "EDGE_MJPEG_USER"
 REALM = "edge"
 
 
-class AuthError(ValueError):
+class AuthError(EdgeError, ValueError):
     """Credentials cannot be read, or a bind would expose the stream without them (one-line message)."""
 
 
@@ -62,6 +70,56 @@ class Credentials:
     def header(self) -> str:
         """The ``Authorization`` header value a client sends for these credentials."""
         return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+
+class FailedLoginLimiter:
+    """Per-address brake on password guessing (thread-safe; ``clock`` is injectable for tests).
+
+    ``retry_after(address)`` -> seconds the address must wait (0.0: it may try now); ``failed(address)`` records
+    a wrong password; ``succeeded(address)`` forgets its failures. At most ``max_addresses`` addresses are
+    tracked (the longest-quiet one is forgotten first), so a flood of source addresses cannot grow memory.
+    """
+
+    def __init__(
+        self,
+        max_failures: int = 10,
+        window_s: float = 60.0,
+        lockout_s: float = 60.0,
+        max_addresses: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.lockout_s = lockout_s
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self.lockouts = 0
+        self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> float:
+        with self._lock:
+            times = self._failures.get(address)
+            if times is None or len(times) < self.max_failures:
+                return 0.0
+            return max(0.0, times[-1] + self.lockout_s - self.clock())
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            times = self._failures.pop(address, None) or collections.deque(maxlen=self.max_failures)
+            while times and now - times[0] > self.window_s:
+                times.popleft()
+            times.append(now)
+            self._failures[address] = times  # most recent last
+            if len(times) == self.max_failures:
+                self.lockouts += 1
+            while len(self._failures) > self.max_addresses:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
 
 
 def parse_credentials(text: str, where: str) -> Credentials:

@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edge.errors import EdgeError
+from edge.sources import PICAMERA2_FORMATS
+
 DEFAULT_MODEL = "models/demo_int8.tflite"
 
 logger = logging.getLogger("edge")
@@ -86,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=30.0, help="camera / emulator frame rate (default 30)")
     run.add_argument("--unpaced", action="store_true", help="synthetic source: frames as fast as they render")
     run.add_argument("--lores", metavar="WxH", help="picamera2: detector input from a lores stream of this size")
+    run.add_argument(
+        "--lores-format",
+        choices=PICAMERA2_FORMATS,
+        default="YUV420",
+        help="picamera2 --lores pixel format: YUV420 (default; the only one before the Pi 5) or, on a Pi 5, an RGB one",
+    )
     run.add_argument("--seed", type=int, default=0, help="synthetic source seed (default 0)")
     run.add_argument("--quiet", action="store_true", help="no live status line")
 
@@ -199,7 +208,6 @@ def _outputs(args: argparse.Namespace, mjpeg: dict[str, Any] | None, stats_provi
 
 def command_run(args: argparse.Namespace) -> int:
     from edge import sources, system
-    from edge.outputs import OutputError
     from edge.pipeline import Pipeline
     from edge.stats import PipelineStats, StatusPrinter, write_report
 
@@ -221,6 +229,7 @@ def command_run(args: argparse.Namespace) -> int:
         if args.source != "picamera2":
             raise CliError("--lores: only for --source picamera2")
         options["lores"] = lores
+        options["lores_format"] = args.lores_format
     try:
         source = sources.open_source(
             args.source,
@@ -278,7 +287,7 @@ def command_run(args: argparse.Namespace) -> int:
     error: BaseException | None = None
     try:
         pipeline.run()
-    except (OutputError, sources.SourceError, sources.SourceUnavailable) as exc:
+    except EdgeError as exc:
         error = exc
     finally:
         if args.report:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge import system
+from edge import runtime, system
 
 MIN_PYTHON = (3, 11)
 GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
@@ -51,17 +51,10 @@ class Check:
 
 
 def load_interpreter_class() -> tuple[type, str]:
-    """The TFLite ``Interpreter`` class and its distribution: ai-edge-litert first, then tflite-runtime."""
-    errors = []
-    for module, dist in (
-        ("ai_edge_litert.interpreter", "ai-edge-litert"),
-        ("tflite_runtime.interpreter", "tflite-runtime"),
-    ):
-        try:
-            return importlib.import_module(module).Interpreter, dist
-        except ImportError as exc:
-            errors.append(f"{module}: {exc}")
-    raise ImportError("; ".join(errors))
+    """The TFLite ``Interpreter`` class and its pip distribution, chosen as the runtime chooses it
+    (``edge.runtime.interpreter_class``) among the Pi's backends: ai-edge-litert first, then tflite-runtime."""
+    interpreter_cls, _, backend = runtime.interpreter_class(runtime.PI_BACKENDS)
+    return interpreter_cls, runtime.BACKEND_DISTRIBUTIONS[backend]
 
 
 def tiny_add_model() -> bytes:

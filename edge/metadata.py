@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.anchors import ANCHOR_CODE_VERSION, AnchorConfig, generate_anchors
+from edge.errors import EdgeError
 
 METADATA_NAME = "edge_ssd_metadata"
 FORMAT = "edge-ssd"
@@ -32,7 +33,7 @@ POSTPROCESS_MODES = ("numpy", "builtin")
 BUILTIN_OUTPUTS = ("boxes", "classes", "scores", "count")
 
 
-class MetadataError(ValueError):
+class MetadataError(EdgeError, ValueError):
     """A model file is not a TFLite model, has no edge metadata, or the metadata is invalid."""
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edge.auth import REALM, Credentials
+from edge.auth import REALM, Credentials, FailedLoginLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class MjpegServer:
     them. At most ``max_clients`` concurrent ``/stream`` clients in all and ``max_clients_per_address`` from
     one IP address; more get HTTP 503. A client that cannot take a whole frame within ``client_timeout_s``
     (or sends no request for that long) is dropped, so clients that never read free their slot in seconds.
-    ``backlog`` is the listen queue length.
+    ``backlog`` is the listen queue length. ``login_limiter`` (default ``FailedLoginLimiter()``: 10 wrong
+    passwords a minute lock that address out for a minute, with HTTP 429) slows password guessing.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class MjpegServer:
         max_clients_per_address: int = 4,
         client_timeout_s: float = 3.0,
         backlog: int = 64,
+        login_limiter: FailedLoginLimiter | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -129,6 +131,7 @@ class MjpegServer:
         self.client_timeout_s = client_timeout_s
         self.backlog = backlog
         self.credentials = credentials
+        self.login_limiter = login_limiter if login_limiter is not None else FailedLoginLimiter()
         self.page = PAGE.format(sample_ms=sample_ms).encode()
         self._condition = threading.Condition()
         self._jpeg: bytes | None = None
@@ -251,8 +254,21 @@ def _make_handler(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _authorized(self) -> bool:
-            if server.credentials is None or server.credentials.accepts(self.headers.get("Authorization")):
+            if server.credentials is None:
                 return True
+            address = self.client_address[0]
+            wait_s = server.login_limiter.retry_after(address)
+            if wait_s > 0:
+                retry = {"Retry-After": str(max(1, round(wait_s)))}
+                self._send_body(429, "text/plain", b"too many wrong passwords: try again later\n", retry)
+                return False
+            authorization = self.headers.get("Authorization")
+            if server.credentials.accepts(authorization):
+                server.login_limiter.succeeded(address)
+                return True
+            if authorization is not None:
+                server.login_limiter.failed(address)
+                logger.warning("mjpeg: wrong credentials from %s", address)
             challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
             self._send_body(401, "text/plain", b"authentication required\n", challenge)
             return False

@@ -19,11 +19,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.auth import Credentials
+from edge.errors import EdgeError
+from edge.image import swap_red_blue
 
 logger = logging.getLogger(__name__)
 
 
-class OutputError(RuntimeError):
+class OutputError(EdgeError, RuntimeError):
     """An output cannot be opened (no GUI, unwritable file, port in use)."""
 
 
@@ -97,7 +99,7 @@ def draw_detections(
     """
     import cv2
 
-    canvas = np.ascontiguousarray(image[:, :, ::-1])
+    canvas = swap_red_blue(image)
     height, width = canvas.shape[:2]
     thickness = max(1, round(min(height, width) / 320))
     scale = max(0.4, min(height, width) / 800)
@@ -123,15 +125,25 @@ def draw_detections(
 
 
 class Output:
-    """Base class: ``open()``, ``write(result)``, ``close()``; a context manager. ``write`` must not block for long."""
+    """Base class: ``open()``, ``write(result)``, ``close()``; a context manager. ``write`` must not block for long.
+
+    ``write`` is called from the pipeline's output thread. An output whose toolkit must run on the main
+    thread (a GUI window) sets ``pump_interval_s`` and does that work in ``pump()``, which ``Pipeline.run``
+    calls from its own thread at least that often; ``open`` and ``close`` are called from that thread too.
+    """
 
     name = "output"
+    pump_interval_s: float | None = None
 
     def open(self) -> Output:
         return self
 
     def write(self, result: FrameResult) -> None:
         raise NotImplementedError
+
+    def pump(self) -> None:
+        """Main-thread work (only called when ``pump_interval_s`` is set)."""
+        return None
 
     def close(self) -> None:
         return None
@@ -144,39 +156,60 @@ class Output:
 
 
 class DisplayOutput(Output):
-    """An OpenCV window; closing it (or pressing q / Esc) calls ``on_quit``."""
+    """An OpenCV window; closing it (or pressing q / Esc) calls ``on_quit``.
+
+    Needs OpenCV's GUI build (``make display-venv``: requirements/display.txt). ``write`` (output thread)
+    only keeps the newest result; ``pump`` (the thread that runs the pipeline, as Qt and GTK require) draws
+    it with ``imshow`` and runs the window's event loop, so a slow window never holds up the pipeline.
+    """
 
     name = "display"
+    pump_interval_s = 1 / 60
 
     def __init__(self, title: str = "edge detector", on_quit: Callable[[], None] | None = None) -> None:
         self.title = title
         self.on_quit = on_quit
+        self.shown = 0
+        self._latest: FrameResult | None = None
+        self._opened = False
 
     def open(self) -> DisplayOutput:
         import cv2
 
         try:
-            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
+            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # the frame, no toolbar
         except cv2.error as exc:
             raise OutputError(
                 "--display: this OpenCV has no GUI support (opencv-python-headless) or no display is available; "
-                "use --mjpeg HOST:PORT to watch the stream in a browser instead"
+                "run it from .venv-display (make display-venv) on a desktop, or use --mjpeg HOST:PORT to watch "
+                "the stream in a browser instead"
             ) from exc
+        self._opened = True
         return self
 
     def write(self, result: FrameResult) -> None:
+        self._latest = result
+
+    def pump(self) -> None:
         import cv2
 
-        cv2.imshow(self.title, result.annotated_bgr())
+        result, self._latest = self._latest, None
+        if result is not None:
+            cv2.imshow(self.title, result.annotated_bgr())
+            self.shown += 1
         key = cv2.waitKey(1) & 0xFF
-        if key in (ord("q"), 27) and self.on_quit is not None:
+        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        if (key in (ord("q"), 27) or closed) and self.on_quit is not None:
             self.on_quit()
 
     def close(self) -> None:
         import cv2
 
-        with contextlib.suppress(cv2.error):
-            cv2.destroyWindow(self.title)
+        if self._opened:
+            self._opened = False
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
 
 
 class MjpegOutput(Output):

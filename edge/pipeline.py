@@ -308,13 +308,17 @@ class Pipeline:
             threading.Thread(target=self._inference_loop, name="edge-inference", daemon=True),
             threading.Thread(target=self._output_loop, name="edge-output", daemon=True),
         ]
+        pumped = [output for output in self.outputs if output.pump_interval_s is not None]
+        tick_s = min([0.1] + [output.pump_interval_s for output in pumped])
         try:
             self._sample_host()  # the first reading before any frame, so /stats never shows a run without one
             sampled_at = time.monotonic()
             for thread in threads:
                 thread.start()
             while any(thread.is_alive() for thread in threads[1:]):
-                threads[2].join(timeout=0.1)
+                threads[2].join(timeout=tick_s)
+                for output in pumped:
+                    output.pump()
                 self._check_deadlines()
                 if time.monotonic() - sampled_at >= self.host_sample_s:
                     sampled_at = time.monotonic()

@@ -22,6 +22,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from edge.errors import EdgeError
+
 log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -32,7 +34,17 @@ _BACKEND_MODULES = {
 }
 
 
-class ModelLoadError(RuntimeError):
+BACKEND_DISTRIBUTIONS = {
+    "ai_edge_litert": "ai-edge-litert",
+    "tflite_runtime": "tflite-runtime",
+    "tensorflow": "tensorflow",
+}
+"""The pip distribution that installs each backend (what ``importlib.metadata.version`` takes)."""
+PI_BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime")
+"""The backends a Pi install may have (the runtime never needs TensorFlow)."""
+
+
+class ModelLoadError(EdgeError, RuntimeError):
     """A model or delegate could not be loaded; the message is one line naming the file and the cause."""
 
 
@@ -61,6 +73,20 @@ def _backend_api(name: str) -> tuple[Any, Any]:
     if name == "tensorflow":
         return module.lite.Interpreter, module.lite.experimental.load_delegate
     return module.Interpreter, module.load_delegate
+
+
+def interpreter_class(backends: Sequence[str] | None = None) -> tuple[Any, Any, str]:
+    """``(Interpreter class, load_delegate function, backend name)`` of the first of ``backends`` (default
+    ``BACKENDS``) that imports: the one place a TFLite runtime is chosen. ``ImportError`` lists every failure."""
+    errors = []
+    for name in backends or BACKENDS:
+        try:
+            interpreter_cls, load_delegate = _backend_api(name)
+        except ImportError as exc:
+            errors.append(f"{name}: {_one_line(exc)}")
+            continue
+        return interpreter_cls, load_delegate, name
+    raise ImportError("; ".join(errors))
 
 
 def available_backends() -> list[str]:
@@ -94,18 +120,13 @@ def load_interpreter(
     if num_threads is not None and num_threads < 1:
         raise ModelLoadError(f"{path}: num_threads must be >= 1 or None, got {num_threads}")
 
-    tried = []
-    for name in backends or BACKENDS:
-        try:
-            interpreter_cls, load_delegate = _backend_api(name)
-        except ImportError:
-            tried.append(name)
-            continue
-        break
-    else:
+    try:
+        interpreter_cls, load_delegate, name = interpreter_class(backends)
+    except ImportError:
         raise ModelLoadError(
-            f"{path}: no TFLite runtime installed (tried {', '.join(tried)}); install ai-edge-litert or tflite-runtime"
-        )
+            f"{path}: no TFLite runtime installed (tried {', '.join(backends or BACKENDS)}); "
+            "install ai-edge-litert or tflite-runtime"
+        ) from None
 
     delegates = None
     if delegate is not None:

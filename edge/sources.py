@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import EdgeError
+from edge.image import swap_red_blue
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -33,11 +36,11 @@ SOURCE_KINDS = (
 )
 
 
-class SourceError(RuntimeError):
+class SourceError(EdgeError, RuntimeError):
     """A source cannot be opened or read for a reason retrying will not fix (bad path, unsupported kind)."""
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(EdgeError, RuntimeError):
     """A live source (camera, stream) is missing or went away; retrying may help."""
 
 
@@ -83,8 +86,8 @@ def to_rgb(image: np.ndarray, order: str = "BGR") -> np.ndarray:
         return np.ascontiguousarray(np.repeat(image, 3, axis=2))
     image = image[:, :, :3]
     if order == "BGR":
-        image = image[:, :, ::-1]
-    elif order != "RGB":
+        return swap_red_blue(image)
+    if order != "RGB":
         raise ValueError(f"channel order must be 'BGR' or 'RGB', got {order!r}")
     return np.ascontiguousarray(image)
 
@@ -333,6 +336,9 @@ class Picamera2Source(FrameSource):
     Pi 5, ``"RGB888"``, ``"BGR888"``, ``"XRGB8888"``, ``"XBGR8888"``. Each ``read()`` takes one
     ``capture_request()``, makes both arrays from it and releases it (also on error), so the boxes found on
     lores are drawn on the very frame they were found in and the camera never runs out of buffers.
+    ``capture_request(wait=capture_timeout_s)`` (picamera2's own timeout): a camera that stops delivering (a
+    loose ribbon cable, "Camera frontend has timed out!") raises ``SourceUnavailable`` after that many seconds
+    instead of blocking the capture thread forever; ``ReconnectingSource`` then closes and reopens it.
     """
 
     def __init__(
@@ -342,8 +348,10 @@ class Picamera2Source(FrameSource):
         lores: tuple[int, int] | None = None,
         lores_format: str = "YUV420",
         camera_num: int = 0,
+        capture_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(f"picamera2:{camera_num}")
+        self.capture_timeout_s = capture_timeout_s
         self.resolution = resolution
         self.fps = fps
         self.lores = lores
@@ -395,11 +403,15 @@ class Picamera2Source(FrameSource):
     def _read(self) -> Frame:
         names = ("main", "lores") if self.lores is not None else ("main",)
         try:
-            request = self._camera.capture_request()
+            request = self._camera.capture_request(wait=self.capture_timeout_s)
             try:
                 arrays = {name: request.make_array(name) for name in names}
             finally:
                 request.release()
+        except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError since Python 3.11
+            raise SourceUnavailable(
+                f"picamera2 camera {self.camera_num}: no frame within {self.capture_timeout_s:g} s"
+            ) from exc
         except Exception as exc:
             raise SourceUnavailable(f"picamera2 camera {self.camera_num}: capture failed ({exc})") from exc
         timestamp = time.monotonic()

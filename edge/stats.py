@@ -132,7 +132,6 @@ class PipelineStats:
         self.started = time.monotonic()
         self.frames = 0
         self.dropped = 0
-        self.source_errors = 0
         self.thermal = ThermalLog()
 
     def record(self, stage_ms: dict[str, float], e2e_ms: float) -> None:

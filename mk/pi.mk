@@ -11,7 +11,6 @@ BENCH_FRAMES ?= 100
 ARGS ?=
 PI_EMULATOR := scripts/pi_emulator.sh
 PI_DRIVER = $(PY) deploy/pi.py
-PI_REMOTE_ROOT := /opt/edge
 
 # The emulated Pi: Raspberry Pi OS base release and Pi CPU model (scripts/pi_emulator.sh).
 PI_OS ?= trixie

@@ -10,7 +10,10 @@ hits all of them alike:
   hands them over (grouped by class, best first: the one sort ``decode_and_nms`` does anyway);
 * ``cv2.dnn.NMSBoxesBatched`` alone on the same candidates (it sorts them itself);
 * the same sort followed by ``grouped_nms`` (for reference: our NMS if it had to sort like OpenCV);
-* the whole ``decode_and_nms`` (score filter, top-k, sort, decode, NMS, output order).
+* the whole ``decode_and_nms`` (score filter, top-k, sort, decode, NMS, output order);
+* ``cv2.dnn.NMSBoxesBatched`` given every anchor's decoded box with its best class and score, doing the score
+  filter itself: how OpenCV's DNN samples call it. The whole ``decode_and_nms`` must beat this (the decode
+  of every anchor is done once, outside the timing, so OpenCV is timed on its filter + NMS only).
 
 Usage: ``python scripts/bench_postprocess.py [--runs 2000] [--out bench/results]``
 Writes ``postprocess.json`` and ``postprocess.png`` (latency histograms) into ``--out``.
@@ -120,6 +123,15 @@ def main() -> None:
     order = np.lexsort((-cand_scores, class_idx))
     grouped_boxes, grouped_classes = np.ascontiguousarray(cand_boxes[order]), class_idx[order]
 
+    # OpenCV given every anchor: decoded (x, y, w, h) boxes, each anchor's best class and its score.
+    every_box = decode_boxes(deltas, anchors, VARIANCES).clip(0, 1)
+    every_xywh = np.stack(
+        [every_box[:, 1], every_box[:, 0], every_box[:, 3] - every_box[:, 1], every_box[:, 2] - every_box[:, 0]],
+        axis=1,
+    ).astype(np.float64)
+    every_score = scores[:, 1:].max(axis=1).astype(np.float32)
+    every_class = scores[:, 1:].argmax(axis=1).astype(np.int32)
+
     def sort_then_nms() -> list[int]:
         by_class = np.lexsort((-cand_scores, class_idx))
         return grouped_nms(cand_boxes[by_class], class_idx[by_class], iou_thr)
@@ -139,12 +151,17 @@ def main() -> None:
             ),
             "sort_then_grouped_nms": sort_then_nms,
             "decode_and_nms": lambda: decode_and_nms(deltas, scores, anchors, thr, iou_thr, max_det),
+            "cv2_NMSBoxesBatched_every_anchor": lambda: cv2.dnn.NMSBoxesBatched(
+                every_xywh, every_score, every_class, thr, iou_thr, 1.0, 0
+            ),
         },
         args.runs,
     )
     summaries = {name: _summary(values) for name, values in times.items()}
     ours_s, cv_s, whole_s = summaries["grouped_nms"], summaries["cv2_NMSBoxesBatched"], summaries["decode_and_nms"]
     ratio = ours_s["median_ms"] / cv_s["median_ms"]
+    every_s = summaries["cv2_NMSBoxesBatched_every_anchor"]
+    whole_ratio = whole_s["median_ms"] / every_s["median_ms"]
     result = {
         "input": {
             "anchors": int(anchors.shape[0]),
@@ -162,9 +179,12 @@ def main() -> None:
         "decode_and_nms": whole_s | {"detections": int(whole[0].shape[0])},
         "same_kept_set_as_cv2": bool(same),
         "decode_and_nms_same_detections": same_whole,
+        "cv2_NMSBoxesBatched_every_anchor": every_s,
+        "ratio_median_whole_decode_and_nms_over_cv2_every_anchor": whole_ratio,
+        "ratio_median_whole_decode_and_nms_over_cv2_candidates": whole_s["median_ms"] / cv_s["median_ms"],
         "ratio_median_ours_nms_over_cv2": ratio,
         "target_median_ms": TARGET_MEDIAN_MS,
-        "meets_targets": bool(whole_s["median_ms"] <= TARGET_MEDIAN_MS and ratio <= 1.0),
+        "meets_targets": bool(whole_s["median_ms"] <= TARGET_MEDIAN_MS and whole_ratio < 1.0),
         "machine": {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -186,8 +206,14 @@ def main() -> None:
     print(f"ratio ours/cv2 (median): {ratio:.3f}")
     print(f"sort + grouped_nms (reference):     median {summaries['sort_then_grouped_nms']['median_ms']:.4f} ms")
     print(f"whole decode_and_nms:               median {whole_s['median_ms']:.4f} ms  p95 {whole_s['p95_ms']:.4f} ms")
+    print(f"cv2.dnn.NMSBoxesBatched, every anchor: median {every_s['median_ms']:.4f} ms (its own score filter + NMS)")
     print(
-        f"targets (whole <= {TARGET_MEDIAN_MS} ms, ours NMS <= cv2): {'met' if result['meets_targets'] else 'NOT met'}"
+        f"whole decode_and_nms / cv2 every anchor: {whole_ratio:.3f}; "
+        f"/ cv2 on our candidates: {whole_s['median_ms'] / cv_s['median_ms']:.3f}"
+    )
+    print(
+        f"targets (whole <= {TARGET_MEDIAN_MS} ms, whole < cv2 every anchor): "
+        f"{'met' if result['meets_targets'] else 'NOT met'}"
     )
     print(f"wrote {args.out / 'postprocess.json'} and {args.out / 'postprocess.png'}")
 

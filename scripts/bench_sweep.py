@@ -140,8 +140,10 @@ def find_checkpoint(runs_dir: Path | None, alpha: float, input_size: int) -> Pat
     """``runs_dir/<cell>/best.keras`` when it exists (with its ``run.json``), else None."""
     if runs_dir is None:
         return None
-    run = runs_dir / cell_name(alpha, input_size)
-    return run / "best.keras" if (run / "best.keras").is_file() and (run / "run.json").is_file() else None
+    from train.rundir import RunDir
+
+    run = RunDir(runs_dir / cell_name(alpha, input_size))
+    return run.best if run.best.is_file() and run.has_run_json() else None
 
 
 def synthetic_calibration(input_size: tuple[int, int], count: int, seed: int = 12345) -> list[np.ndarray]:
@@ -241,13 +243,13 @@ def _accuracy(run_dir: Path, config, labels: list[str], paths: dict[str, Path], 
     """mAP@0.5 of the float32 and int8 TFLite models on the run's validation split (``eval_images`` first images)."""
     from convert.accuracy import evaluate_tflite
     from train.datasets import load_dataset
-    from train.evaluate import load_run
+    from train.rundir import RunDir
 
-    run_json, _, _ = load_run(run_dir)
-    data = run_json.get("data")
-    if not isinstance(data, str) or not Path(data).exists():
-        raise FileNotFoundError(f"{run_dir / 'run.json'}: field 'data' = {data!r} is not an existing dataset folder")
-    split = (run_json.get("splits") or {}).get("val", "val")
+    run = RunDir(run_dir)
+    data = run.data_path()
+    if not data.exists():
+        raise FileNotFoundError(f"{run.run_json}: field 'data' = {str(data)!r} is not an existing dataset folder")
+    split = run.read_info().split("val")
     records = load_dataset(data, split, labels=labels, skip_bad=True).records[:eval_images]
     if not records:
         raise ValueError(f"{data}: split '{split}' has no images")
@@ -261,18 +263,19 @@ def measure_cell(alpha: float, input_size: int, settings: SweepSettings, convert
     """All measurements of one cell as a row keyed by ``COLUMNS`` (raises on failure)."""
     import keras
 
-    from convert.__main__ import load_detector
+    from convert.checkpoint import load_detector
     from edge.shapes import CLASS_NAMES
     from train.config import ModelConfig
-    from train.evaluate import load_run
     from train.model import build_ssd
+    from train.rundir import RunDir
     from train.summary import summarize_model
 
     cell = cell_name(alpha, input_size)
     keras.backend.clear_session()
     checkpoint = find_checkpoint(settings.runs_dir, alpha, input_size)
     if checkpoint is not None:
-        _, config, labels = load_run(checkpoint.parent)
+        info = RunDir(checkpoint.parent).read_info()
+        config, labels = info.config, info.labels
         if config.alpha != alpha or config.input_size != (input_size, input_size):
             raise ValueError(
                 f"{checkpoint.parent / 'run.json'}: field 'model' has alpha={config.alpha} "

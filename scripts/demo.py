@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from train.rundir import RunDir
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python scripts/demo.py` without PYTHONPATH
     sys.path.insert(0, str(ROOT))
@@ -49,14 +51,14 @@ def is_current(outputs: Sequence[Path], inputs: Sequence[Path]) -> bool:
     return min(_mtime(p) for p in outputs) >= newest_input
 
 
-def train_settings_match(run_json: Path, flags: Sequence[str]) -> bool:
-    """True when ``run_json`` records a ``python -m train`` run with the same settings as ``flags`` (parsed by
-    train's own parser, so flag order and number spelling do not matter; ``--restart`` is ignored)."""
-    from train.__main__ import build_parser
+def train_settings_match(run: RunDir, flags: Sequence[str]) -> bool:
+    """True when ``run``'s ``run.json`` records a ``python -m train`` run with the same settings as ``flags`` (parsed
+    by train's own parser, so flag order and number spelling do not matter; ``--restart`` is ignored)."""
+    from train.cli import build_parser
 
     try:
-        recorded = shlex.split(json.loads(run_json.read_text())["command"])
-    except (OSError, ValueError, KeyError, TypeError):
+        recorded = shlex.split(run.read_raw()["command"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     if recorded[:3] != ["python", "-m", "train"]:
         return False
@@ -85,7 +87,7 @@ class Demo:
         self.args = args
         self.out: Path = args.out
         self.data: Path = args.data
-        self.run_dir: Path = args.run
+        self.run_dir = RunDir(args.run)
         self.model = self.out / "model_int8.tflite"
         self.accuracy_json = self.out / "model_int8.accuracy.json"
         self.accuracy_md = self.out / "model_int8.accuracy.md"
@@ -112,15 +114,17 @@ class Demo:
         return before == _mtime(marker), [self.data]
 
     def stage_train(self) -> tuple[bool, list[Path]]:
-        outputs = [self.run_dir / "best.keras", self.run_dir / "metrics.json"]
+        outputs = [self.run_dir.best, self.run_dir.metrics_json]
         flags = ["--data", str(self.data), "--alpha", f"{self.args.alpha:g}", "--size", str(self.args.size)]
         flags += ["--epochs", str(self.args.epochs), "--seed", str(self.args.seed), "--augment", self.args.augment]
         flags += ["--max-train-minutes", f"{self.args.max_train_minutes:g}"]
-        flags += ["--out", str(self.run_dir), *shlex.split(self.args.train_args)]
+        flags += ["--out", str(self.run_dir.path), *shlex.split(self.args.train_args)]
         command = [self.python, "-m", "train", *flags]
-        run_json = self.run_dir / "run.json"
-        if run_json.exists() and not train_settings_match(run_json, flags):
-            print(f"[train] {run_json} records other settings: training again from scratch (--restart)", flush=True)
+        if self.run_dir.has_run_json() and not train_settings_match(self.run_dir, flags):
+            print(
+                f"[train] {self.run_dir.run_json} records other settings: training again from scratch (--restart)",
+                flush=True,
+            )
             command.append("--restart")
         elif is_current(outputs, [self.data / "synthetic.json"]):
             return True, outputs
@@ -132,9 +136,9 @@ class Demo:
 
     def stage_convert(self) -> tuple[bool, list[Path]]:
         outputs = [self.model, self.accuracy_json, self.accuracy_md]
-        if is_current(outputs, [self.run_dir / "best.keras"]):
+        if is_current(outputs, [self.run_dir.best]):
             return True, outputs
-        command = [self.python, "-m", "convert", str(self.run_dir), "--quant", "int8", "--out", str(self.model)]
+        command = [self.python, "-m", "convert", str(self.run_dir.path), "--quant", "int8", "--out", str(self.model)]
         command += ["--data", str(self.data), "--compare", "float32,int8"]
         command += ["--calibration-images", str(self.args.calibration_images)]
         if self.args.max_map_drop is not None:
@@ -206,8 +210,8 @@ class Demo:
     def summary(self) -> dict:
         """Stage timings plus the headline numbers read back from the files the stages wrote."""
         summary: dict = {"stages": self.results, "total_s": round(sum(r["seconds"] for r in self.results), 1)}
-        if (self.run_dir / "metrics.json").is_file():
-            metrics = json.loads((self.run_dir / "metrics.json").read_text())
+        if self.run_dir.metrics_json.is_file():
+            metrics = self.run_dir.read_metrics()
             summary["train"] = {k: metrics.get(k) for k in ("best_epoch", "val_map50", "val_coco_map")}
         if self.accuracy_json.is_file():
             rows = json.loads(self.accuracy_json.read_text()).get("results", [])

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from train.boxes import iou_matrix
 from train.config import AUGMENT_PRESETS
 
 IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
@@ -205,18 +206,6 @@ def photometric_distort(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor
     )
 
 
-def _box_window_iou(boxes: tf.Tensor, windows: tf.Tensor) -> tf.Tensor:
-    """IoU of ``windows`` ``(T, 4)`` with ``boxes`` ``(M, 4)`` -> ``(T, M)``."""
-    w = windows[:, None, :]
-    b = boxes[None, :, :]
-    inter = tf.maximum(tf.minimum(w[..., 2], b[..., 2]) - tf.maximum(w[..., 0], b[..., 0]), 0.0) * tf.maximum(
-        tf.minimum(w[..., 3], b[..., 3]) - tf.maximum(w[..., 1], b[..., 1]), 0.0
-    )
-    area_w = (w[..., 2] - w[..., 0]) * (w[..., 3] - w[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return tf.math.divide_no_nan(inter, area_w + area_b - inter)
-
-
 def _centres_inside(boxes: tf.Tensor, windows: tf.Tensor) -> tf.Tensor:
     """``(T, M)`` bool: centre of box ``m`` strictly inside window ``t``."""
     cy = (boxes[None, :, 0] + boxes[None, :, 2]) / 2
@@ -271,7 +260,7 @@ def sample_window(
         ],
         axis=1,
     )
-    iou = _box_window_iou(boxes, candidates)
+    iou = iou_matrix(candidates, boxes)
     inside = _centres_inside(boxes, candidates) & valid[None, :]
     iou_ok = tf.reduce_any((iou >= min_iou) & valid[None, :], axis=1)
     box_ok = tf.logical_or(tf.logical_not(has_boxes), iou_ok & tf.reduce_any(inside, axis=1))

@@ -41,7 +41,8 @@ def check_dataset(
         try:
             dataset = load_dataset(path, split, fmt=fmt, labels=labels, skip_bad=True)
         except (AnnotationError, OSError, ValueError) as error:  # a file-level problem: the split cannot be read
-            problems.append(Problem(split, getattr(error, "reason", UNREADABLE_SPLIT), " ".join(str(error).split())))
+            reason = error.reason if isinstance(error, AnnotationError) else UNREADABLE_SPLIT
+            problems.append(Problem(split, reason, " ".join(str(error).split())))
             continue
         if verify_images:
             dataset.verify_images(progress=False)

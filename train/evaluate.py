@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from edge.boxes import normalized_to_pixels
 from edge.metrics import DetectionEvaluator
 from train.config import ModelConfig
+from train.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -312,44 +313,6 @@ def format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
-    path = run_dir / f"{checkpoint}.keras" if checkpoint in ("best", "last") else Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no model file at {path}")
-    return path
-
-
-def _recorded_data_path(run_json: dict, run_json_path: Path) -> str | None:
-    data = run_json.get("data")
-    if isinstance(data, dict):
-        data = data.get("path")
-    if data is not None and not isinstance(data, str):
-        raise ValueError(f"{run_json_path}: field 'data' must be a path string or {{'path': ...}}, got {data!r}")
-    return data
-
-
-def load_run(run_dir: Path) -> tuple[dict, ModelConfig, list[str]]:
-    """Read ``run_dir/run.json`` -> ``(run_json, ModelConfig, labels)`` with errors naming the file and field."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"--run {run_dir}: {path} not found (is this a training run directory?)")
-    try:
-        run_json = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    for field in ("model", "labels"):
-        if field not in run_json:
-            raise ValueError(f"{path}: missing field '{field}'")
-    try:
-        config = ModelConfig.from_dict(run_json["model"])
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: field 'model': {error}") from None
-    labels = run_json["labels"]
-    if not isinstance(labels, list) or len(labels) != config.num_classes:
-        raise ValueError(f"{path}: field 'labels' must be a list of {config.num_classes} names, got {labels!r}")
-    return run_json, config, [str(label) for label in labels]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train.evaluate",
@@ -371,12 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_dir = RunDir(args.run)
     try:
-        run_json, config, labels = load_run(args.run)
-        data_path = args.data or _recorded_data_path(run_json, args.run / "run.json")
-        if not data_path:
-            raise ValueError(f"{args.run / 'run.json'} records no 'data' path; pass --data")
-        checkpoint = _resolve_checkpoint(args.run, args.checkpoint)
+        info = run_dir.read_info()
+        config, labels = info.config, info.labels
+        data_path = run_dir.data_path(args.data)
+        checkpoint = run_dir.checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -389,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if list(dataset.labels) != labels:
         print(f"error: dataset {data_path} labels {dataset.labels} differ from run labels {labels}", file=sys.stderr)
         return 2
-    for reason, paths in getattr(dataset, "skipped", {}).items():
+    for reason, paths in dataset.skipped.items():
         if paths:
             logger.warning("dataset: %d file(s) skipped (%s)", len(paths), reason)
     logger.info("evaluating %s on %s [%s]: %d images", checkpoint, data_path, args.split, len(dataset.records))

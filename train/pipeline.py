@@ -6,7 +6,6 @@ Element formats:
   ``(B, H, W, 3)`` raw RGB in [0, 255] and ``targets = {"box_deltas": (B, N, 4) float32 ty, tx, th, tw,
   "class_labels": (B, N) int32}`` (0 = background, ``class + 1``), ``N = config.num_anchors``. The last
   batch of an epoch may be smaller than ``batch_size``.
-* evaluation (``make_eval_dataset``): ``images`` only, float32 ``(B, H, W, 3)``, in record order.
 
 Records follow the ``train.datasets.Record`` contract (``image_path``, ``boxes`` ``(K, 4)`` float32
 normalized ``ymin, xmin, ymax, xmax``, ``classes`` ``(K,)`` int32 0-based, ``height``, ``width``). Boxes
@@ -191,27 +190,3 @@ def make_dataset(
 
     dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def make_eval_dataset(
-    records: Sequence, config: ModelConfig, batch_size: int, cache: bool = True, cache_budget_bytes: int | None = None
-) -> tf.data.Dataset:
-    """Batched float32 images ``(B, H, W, 3)`` in [0, 255], resized to the model input, in record order.
-
-    Images are expected to be pre-verified (``Dataset.verify_images``): a decode error here is raised
-    rather than skipped, because skipping would misalign images and records.
-    """
-    if not records:
-        raise ValueError("make_eval_dataset: records is empty; expected at least one train.datasets.Record")
-    if batch_size < 1:
-        raise ValueError(f"make_eval_dataset: batch_size must be >= 1, got {batch_size}")
-    input_size = config.input_size
-    dataset = tf.data.Dataset.from_tensor_slices([str(r.image_path) for r in records])
-    dataset = dataset.map(
-        lambda path: tf.cast(tf.round(tf.image.resize(_decode(path), input_size, method="bilinear")), tf.uint8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    if cache and _fits_in_cache(records, lambda r: input_size[0] * input_size[1] * 3, cache_budget_bytes):
-        dataset = dataset.cache()
-    return dataset.map(lambda image: tf.cast(image, tf.float32)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

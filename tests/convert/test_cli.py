@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.__main__ import main
 from convert.accuracy import AccuracyGateError, VariantResult, check_gate, format_table
+from convert.cli import main
 from edge.atomic import atomic_write_bytes
 from edge.metadata import read_metadata
 from edge.shapes import CLASS_NAMES

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.__main__ import main
+from convert.cli import main
 from edge.labels import parse_labels
 from edge.metadata import read_metadata
 from edge.shapes import CLASS_NAMES

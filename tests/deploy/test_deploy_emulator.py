@@ -3,7 +3,7 @@
 The committed demo model is deployed as a user would (`make deploy`), then: a no-change redeploy, the systemd
 service serving /stats through the forwarded port, kill -9 and a reboot survived with no one's help, pi-run
 around the running service, pi-bench's mAP against the same model here, doctor, rollback picked up by the
-service, an interrupted deploy, and the Pi CPU matrix. The tests share one VM and run in file order.
+service, a real V4L2 camera device (the kernel's vivid driver), an interrupted deploy, and the Pi CPU matrix. The tests share one VM and run in file order.
 Emulated speed is not Pi speed: nothing here measures it.
 """
 
@@ -192,6 +192,21 @@ def test_pi_run_stops_the_service_for_the_foreground_run_and_restarts_it(emulate
     assert "edge.service started again" in run.stderr
     assert "in use by another process" not in run.stderr
     assert emulated_pi.ssh("systemctl is-active edge.service").stdout.strip() == "active"
+
+
+def test_the_runtime_reads_a_real_v4l2_camera_device(emulated_pi: EmulatedPi) -> None:
+    """Debian's kernel ships ``vivid`` (a virtual V4L2 webcam): the deployed runtime reads /dev/video0 through
+    OpenCV's V4L2 backend as the ``pi`` user (group ``video``), as it reads a USB webcam on a Pi."""
+    emulated_pi.ssh("sudo modprobe vivid && sudo udevadm settle -t 60")
+    assert emulated_pi.ssh("cat /sys/class/video4linux/video0/name").stdout.strip().startswith("vivid")
+    run = emulated_pi.ssh(
+        f"cd /tmp && {pi.REMOTE_ROOT}/current/venv/bin/python -m edge run --model {pi.REMOTE_ROOT}/models/current.tflite"
+        " --source 0 --frames 5 --threads 1 --quiet --report /tmp/vivid.json && cat /tmp/vivid.json",
+        timeout=900,
+    )
+    report = json.loads(run.stdout[run.stdout.index("{") :])
+    assert report["source"]["kind"] == "device" and report["source"]["errors"] == 0
+    assert report["frames"] == 5 and report["finished"] == "frame limit"
 
 
 def test_pi_bench_says_emulated_and_matches_the_map_measured_here(emulated_pi: EmulatedPi, tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ Picamera2 manual's appendix A (pixel formats):
   ``get_metadata()``, ``release()``. After ``release()`` the request's configuration is gone and ``make_array``
   raises ``RuntimeError("Stream 'main' is not defined")``, as in picamera2; releasing twice raises.
 - ``capture_array(name)`` takes a request of its own, so two calls are two different frames (as on the Pi).
+- ``capture_request(wait=seconds)``: with ``STALLED`` set (the camera runs but no frame arrives), picamera2's
+  ``Job.get_result(timeout=wait)`` raises ``concurrent.futures.TimeoutError`` after ``wait`` seconds; without a
+  numeric ``wait`` it would block forever, which the stand-in turns into an error.
 
 Strictness, so misuse fails a test: every capture is a new frame (``frames`` counts them), and holding
 ``buffer_count`` unreleased requests makes ``capture_request`` raise — the real camera has no buffer left to
@@ -31,12 +34,14 @@ The scene: solid ``SCENE_RGB`` with a white marker rectangle at ``marker_box(n)`
 main image and a lores image from different frames disagree) and frame number ``n % 256`` in main's pixel
 ``(0, 0)``, first channel. The lores image shows the largest centred crop of main's field of view with lores'
 aspect ratio, scaled to lores' size. ``CAMERAS`` (attached cameras), ``UNPLUGGED`` (captures raise) and
-``BUSY`` (another process holds the camera) simulate hardware state.
+``BUSY`` (another process holds the camera) and ``STALLED`` (no frame arrives) simulate hardware state.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
+import time
 from typing import Any
 
 import cv2
@@ -49,12 +54,13 @@ STRIDE_ALIGN = 64
 CAMERAS = 1
 UNPLUGGED = False
 BUSY = False
+STALLED = False
 instances: list[Picamera2] = []
 
 
 def reset() -> None:
-    global CAMERAS, UNPLUGGED, BUSY
-    CAMERAS, UNPLUGGED, BUSY = 1, False, False
+    global CAMERAS, UNPLUGGED, BUSY, STALLED
+    CAMERAS, UNPLUGGED, BUSY, STALLED = 1, False, False, False
     instances.clear()
 
 
@@ -232,7 +238,14 @@ class Picamera2:
             raise RuntimeError("Camera has not been configured")
         self.started = True
 
-    def capture_request(self) -> CompletedRequest:
+    def capture_request(self, wait: Any = None, signal_function: Any = None, flush: Any = None) -> CompletedRequest:
+        if wait is False or signal_function is not None or flush is not None:
+            raise NotImplementedError("the stand-in models blocking captures only (wait=None/True/seconds)")
+        if STALLED:
+            if wait is None or wait is True:
+                raise RuntimeError("the camera delivers no frame: picamera2 would block here forever (no wait=)")
+            time.sleep(float(wait))
+            raise concurrent.futures.TimeoutError()  # Job.get_result(timeout=wait) -> Future.result(timeout)
         if UNPLUGGED:
             raise RuntimeError("Camera frontend has timed out!")
         if not self.started or self.camera_config is None:

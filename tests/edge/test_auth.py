@@ -11,6 +11,7 @@ import pytest
 from edge.auth import (
     AuthError,
     Credentials,
+    FailedLoginLimiter,
     check_exposure,
     credentials_from_env,
     is_loopback,
@@ -137,3 +138,48 @@ def test_non_loopback_bind_needs_credentials_or_the_insecure_flag() -> None:
         check_exposure(host, None, insecure_no_auth=True)
         with pytest.raises(AuthError, match=f"^--mjpeg {host}: a non-loopback address needs credentials"):
             check_exposure(host, None)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_login_limiter_locks_out_one_address_for_a_while() -> None:
+    clock = FakeClock()
+    limiter = FailedLoginLimiter(max_failures=3, window_s=60, lockout_s=30, clock=clock)
+    for _ in range(2):
+        limiter.failed("10.0.0.5")
+    assert limiter.retry_after("10.0.0.5") == 0.0
+    limiter.failed("10.0.0.5")
+    assert limiter.retry_after("10.0.0.5") == pytest.approx(30.0)
+    assert limiter.retry_after("10.0.0.6") == 0.0, "another address is never locked out"
+    clock.now += 29.0
+    assert limiter.retry_after("10.0.0.5") == pytest.approx(1.0)
+    clock.now += 1.5
+    assert limiter.retry_after("10.0.0.5") == 0.0
+    assert limiter.lockouts == 1
+
+
+def test_failed_login_limiter_forgets_old_failures_and_successes() -> None:
+    clock = FakeClock()
+    limiter = FailedLoginLimiter(max_failures=3, window_s=10, lockout_s=30, clock=clock)
+    for _ in range(2):
+        limiter.failed("a")
+    clock.now += 11.0  # outside the window
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 0.0
+    limiter.failed("a")
+    limiter.succeeded("a")
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 0.0
+
+
+def test_failed_login_limiter_tracks_a_bounded_number_of_addresses() -> None:
+    limiter = FailedLoginLimiter(max_failures=2, max_addresses=100, clock=FakeClock())
+    for k in range(1000):
+        limiter.failed(f"10.0.{k // 256}.{k % 256}")
+    assert len(limiter._failures) == 100

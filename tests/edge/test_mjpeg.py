@@ -6,11 +6,8 @@ clients that never read connect from 127.0.0.10 and up, so per-address caps and 
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -27,12 +24,12 @@ import numpy as np
 import pytest
 
 from edge import sources
-from edge.auth import Credentials
+from edge.auth import Credentials, FailedLoginLimiter
 from edge.mjpeg import BOUNDARY, MjpegServer, parse_host_port
 from edge.outputs import MjpegOutput
 from edge.pipeline import Pipeline
+from tests.support.debian import debian_tool
 
-LOCK = Path("/tmp/edge-tests-chromium-install.lock")
 CREDENTIALS = Credentials("edge", "s3cret:token")
 STATS = {"frames": 42, "fps": 29.5}
 
@@ -184,29 +181,9 @@ def test_listen_backlog_is_sized_for_real_use(server: MjpegServer) -> None:
     assert server._server is not None and server._server.request_queue_size == 64
 
 
-def _install_chromium() -> str | None:
-    """Find ``chromium``, installing the Debian package under a file lock when missing; None if impossible."""
-    LOCK.touch(exist_ok=True)
-    with LOCK.open("r+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = shutil.which("chromium")
-        if found:
-            return found
-        if shutil.which("apt-get") is None:
-            return None
-        prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-            try:
-                subprocess.run(prefix + command, check=True, capture_output=True, timeout=900, env=env)
-            except (OSError, subprocess.SubprocessError):
-                return None
-        return shutil.which("chromium")
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    path = _install_chromium()
+    path = debian_tool("chromium", "chromium")
     if path is None:
         pytest.skip("chromium is not installed and `apt-get install chromium` is not possible here (no root/apt)")
     return path
@@ -259,6 +236,35 @@ def test_right_credentials_get_page_stats_frame_and_stream(auth_server: MjpegSer
         request = urllib.request.Request(auth_server.url + "stream", headers={"Authorization": header})
         with urllib.request.urlopen(request, timeout=5) as response:
             assert len(_read_parts(response, 3)) == 3
+
+
+def test_repeated_wrong_passwords_lock_out_that_address_only() -> None:
+    limiter = FailedLoginLimiter(max_failures=3, window_s=60, lockout_s=1.0)
+    with MjpegServer("127.0.0.2", 0, credentials=CREDENTIALS, login_limiter=limiter) as server, Publisher(server):
+
+        def get(authorization: str | None, source: str = "127.0.0.20") -> tuple[int, dict[str, str]]:
+            connection = http.client.HTTPConnection(server.host, server.port, timeout=5, source_address=(source, 0))
+            try:
+                connection.request(
+                    "GET", "/frame.jpg", headers={"Authorization": authorization} if authorization else {}
+                )
+                response = connection.getresponse()
+                response.read()
+                return response.status, dict(response.headers)
+            finally:
+                connection.close()
+
+        wrong = Credentials("edge", "guess").header()
+        for _ in range(5):
+            assert get(None)[0] == 401  # a browser's first request carries no password: not a failure
+        for _ in range(3):
+            assert get(wrong)[0] == 401
+        status, headers = get(CREDENTIALS.header())
+        assert status == 429 and int(headers["Retry-After"]) >= 1, "the right password waits out the lockout too"
+        assert get(CREDENTIALS.header(), source="127.0.0.21")[0] == 200, "other addresses are not locked out"
+        time.sleep(1.1)
+        assert get(CREDENTIALS.header())[0] == 200
+    assert limiter.lockouts == 1
 
 
 def _stall(port: int, count: int, addresses: int = 8) -> list[socket.socket]:

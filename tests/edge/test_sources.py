@@ -287,6 +287,29 @@ def test_picamera2_unplugged_mid_run_recovers(picamera, caplog: pytest.LogCaptur
     assert "picamera2:0" in caplog.text and "retry" in caplog.text and "is back" in caplog.text
 
 
+def test_picamera2_camera_that_stops_delivering_times_out_instead_of_blocking(picamera) -> None:
+    source = sources.Picamera2Source(resolution=(32, 24), capture_timeout_s=0.2)
+    with source:
+        assert source.read() is not None
+        picamera.STALLED = True
+        start = time.monotonic()
+        with pytest.raises(sources.SourceUnavailable, match=r"picamera2 camera 0: no frame within 0.2 s"):
+            source.read()
+        assert time.monotonic() - start < 2.0
+    assert picamera.instances[-1].held == 0
+
+
+def test_run_with_a_stalled_picamera2_ends_at_its_deadline(picamera, tmp_path: Path) -> None:
+    """The whole CLI: a camera that opens but never delivers ends with the deadline error, not a hang."""
+    from edge.cli import main
+
+    picamera.STALLED = True
+    model = Path(__file__).resolve().parents[2] / "models" / "demo_int8.tflite"
+    start = time.monotonic()
+    code = main(["run", "--model", str(model), "--source", "picamera2", "--frames", "5", "--source-timeout", "3"])
+    assert code != 0 and time.monotonic() - start < 30
+
+
 def test_picamera2_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)
     with pytest.raises(sources.SourceError, match="picamera2 package is not installed"):
@@ -352,3 +375,14 @@ def test_synthetic_prerender_cycles_the_same_frames() -> None:
     for k, frame in enumerate(cached):
         assert np.array_equal(frame.image, live[k % 3].image)
         assert np.array_equal(frame.ground_truth.boxes, live[k % 3].ground_truth.boxes)
+
+
+def test_cli_lores_format_reaches_the_camera_configuration(picamera) -> None:
+    from edge.cli import main
+
+    model = Path(__file__).resolve().parents[2] / "models" / "demo_int8.tflite"
+    args = ["run", "--model", str(model), "--source", "picamera2", "--lores", "224x224", "--frames", "3", "--quiet"]
+    assert main([*args, "--lores-format", "RGB888"]) == 0
+    assert picamera.instances[-1].camera_config["lores"]["format"] == "RGB888"
+    assert main(args) == 0
+    assert picamera.instances[-1].camera_config["lores"]["format"] == "YUV420"

@@ -14,7 +14,7 @@ from train.augment import (
     resize_window,
     sample_window,
 )
-from train.targets import iou_matrix
+from train.boxes import iou_matrix
 
 OUT = (96, 128)
 GEOMETRIC = AugmentConfig(photometric_prob=0.0)

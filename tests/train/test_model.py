@@ -1,8 +1,7 @@
-"""MobileNet-SSD model: shapes for the alpha x size grid, contract, saving, weights, freezing."""
+"""MobileNet-SSD model: shapes for the alpha x size grid, contract, saving, freezing."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
@@ -16,7 +15,6 @@ from train.model import (
     backbone_block_index,
     backbone_layer_names,
     build_ssd,
-    load_backbone_weights,
     set_backbone_trainable,
 )
 
@@ -123,88 +121,6 @@ def test_backbone_uses_keras_mobilenet_names_and_shapes() -> None:
     ours = {name: shapes for name, shapes in ours.items() if shapes}
     assert ours == reference_shapes
     assert "extra_1_1x1" not in names and "box_head_0" not in names
-
-
-def _backbone_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
-    names = set(backbone_layer_names(model))
-    return {layer.name: layer.get_weights() for layer in model.layers if layer.name in names and layer.weights}
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        for x, y in zip(a[name], b[name], strict=True):
-            np.testing.assert_array_equal(x, y, err_msg=name)
-
-
-@pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
-def test_backbone_weights_from_path(tmp_path: Path, suffix: str) -> None:
-    source = build_ssd(ModelConfig(alpha=0.25, input_size=128, num_classes=3))
-    path = tmp_path / f"source{suffix}"
-    if suffix == ".keras":
-        source.save(path)
-    else:
-        source.save_weights(path)
-    expected = _backbone_weights(source)
-    extra_kernel = source.get_layer("extra_2_3x3_s2").get_weights()[0]
-    keras.backend.clear_session(free_memory=False)
-    fresh = build_ssd(ModelConfig(alpha=0.25, input_size=160, num_classes=5))
-    with pytest.raises(AssertionError):
-        _assert_same_weights(_backbone_weights(fresh), expected)
-    target = build_ssd(ModelConfig(alpha=0.25, input_size=160, num_classes=5), backbone_weights=str(path))
-    _assert_same_weights(_backbone_weights(target), expected)
-    np.testing.assert_array_equal(target.get_layer("extra_2_3x3_s2").get_weights()[0], extra_kernel)
-    assert target.get_layer("class_head_0").kernel.shape[-1] == 3 * 6  # other class count: left as built
-
-
-@pytest.mark.parametrize("suffix", [".h5", ".weights.h5"])
-def test_backbone_weights_from_keras_applications_file(tmp_path: Path, suffix: str) -> None:
-    reference = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=0.25, include_top=False, weights=None)
-    path = tmp_path / f"mobilenet{suffix}"
-    if suffix == ".h5":
-        reference.save(path)  # legacy HDF5 layout, like the files Keras downloads
-    else:
-        reference.save_weights(path)
-    expected = {layer.name: layer.get_weights() for layer in reference.layers if layer.weights}
-    model = build_ssd(ModelConfig(alpha=0.25, input_size=128, num_classes=2), backbone_weights=str(path))
-    _assert_same_weights(_backbone_weights(model), expected)
-
-
-def test_backbone_weights_errors(tmp_path: Path, tiny_model) -> None:
-    config, model = tiny_model
-    with pytest.raises(FileNotFoundError, match="missing.keras"):
-        build_ssd(config, backbone_weights=str(tmp_path / "missing.keras"))
-    text = tmp_path / "weights.txt"
-    text.write_text("not weights")
-    with pytest.raises(ValueError, match="must end in"):
-        build_ssd(config, backbone_weights=str(text))
-    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="unrelated")])
-    path = tmp_path / "unrelated.keras"
-    other.save(path)
-    with pytest.raises(ValueError, match=r"unrelated\.keras.*no layer matched"):
-        load_backbone_weights(model, config.alpha, str(path))
-
-
-def test_imagenet_rejects_unpublished_alpha() -> None:
-    with pytest.raises(ValueError, match=r"alpha in \[0.25, 0.5, 0.75, 1.0\].*0.3"):
-        build_ssd(ModelConfig(alpha=0.3, input_size=128), backbone_weights="imagenet")
-
-
-def test_imagenet_offline_error_is_clear() -> None:
-    filename = "mobilenet_2_5_224_tf_no_top.h5"
-    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / filename
-    if cache.exists():
-        pytest.skip(f"{cache} is cached, so the offline path cannot be exercised")
-    config = ModelConfig(alpha=0.25, input_size=128, num_classes=2)
-    try:
-        model = build_ssd(config, backbone_weights="imagenet")
-    except RuntimeError as error:
-        message = str(error)
-        assert filename in message and "offline" in message
-        assert str(cache) in message and "--backbone-weights PATH" in message
-    else:
-        assert model.get_layer("conv1").kernel.shape == (3, 3, 3, 8)
-        pytest.skip("the ImageNet weights downloaded: this machine is online")
 
 
 def test_set_backbone_trainable_freezes_and_fine_tunes() -> None:

@@ -6,6 +6,7 @@ import errno
 import io
 import itertools
 import json
+import logging
 import types
 
 import keras
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.train.test_datasets import _voc_xml, make_voc
-from train.__main__ import build_parser, format_map, main
+from train.cli import build_parser, format_map, main
 from train.config import AUGMENT_PRESETS, OPTIMIZERS, STRATEGIES, ModelConfig
 from train.datasets import FORMATS, load_dataset
 from train.model import build_ssd
@@ -48,9 +49,7 @@ def _fixed_batch_trainer(data, out, train_config: TrainConfig, steps_per_epoch: 
     train_data = tf.data.Dataset.from_tensors(batch).repeat()
     trainer = Trainer(
         model,
-        config,
         train_config,
-        ["a", "b", "c", "d"],
         out,
         train_data,
         steps_per_epoch,
@@ -69,7 +68,7 @@ def test_a_few_steps_on_a_fixed_batch_make_the_loss_fall(tiny_data, tmp_path):
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
 
 
-def test_cli_writes_the_run_directory_and_resumes(tiny_data, tmp_path, capsys):
+def test_cli_writes_the_run_directory_and_resumes(tiny_data, tmp_path, caplog):
     out = tmp_path / "run"
     assert main(["--data", str(tiny_data), "--epochs", "1", "--out", str(out), *TINY_ARGS]) == 0
     for name in ("run.json", "best.keras", "last.keras", "metrics.json", "history.csv"):
@@ -81,9 +80,9 @@ def test_cli_writes_the_run_directory_and_resumes(tiny_data, tmp_path, capsys):
     model = keras.models.load_model(out / "best.keras")
     assert [o.shape[-1] for o in model.outputs] == [4, 5]
 
-    capsys.readouterr()
-    assert main(["--data", str(tiny_data), "--epochs", "2", "--out", str(out), *TINY_ARGS]) == 0
-    assert "resuming" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="train.lib"):
+        assert main(["--data", str(tiny_data), "--epochs", "2", "--out", str(out), *TINY_ARGS]) == 0
+    assert "resuming" in caplog.text
     with (out / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -224,7 +223,7 @@ def test_a_full_disk_is_one_line(tiny_data, tmp_path, monkeypatch, capsys):
     def disk_full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("train.trainer.atomic_write_text", disk_full)
+    monkeypatch.setattr("train.rundir.atomic_write_text", disk_full)
     out = tmp_path / "run"
     assert main(["--data", str(tiny_data), "--epochs", "1", "--out", str(out), *TINY_ARGS]) == 2
     [line] = _error_lines(capsys)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -14,18 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts import demo
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load("demo")
 
 REQUIRED = [
     "--num-images",
@@ -62,10 +52,10 @@ def int8_model(tmp_path_factory) -> Path:
     """A tiny untrained int8 model (alpha 0.25, 96x96) from the real converter, calibrated on synthetic scenes."""
     from convert.converter import convert
     from edge.shapes import CLASS_NAMES
+    from scripts import bench_sweep as sweep
     from train.config import ModelConfig
     from train.model import build_ssd
 
-    sweep = _load("bench_sweep")
     config = ModelConfig(alpha=0.25, input_size=(96, 96), num_classes=len(CLASS_NAMES))
     path = tmp_path_factory.mktemp("model") / "model_int8.tflite"
     data = convert(build_ssd(config), config, list(CLASS_NAMES), "int8", sweep.synthetic_calibration((96, 96), 2))

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts import bench_sweep as sweep
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _load_sweep():
-    spec = importlib.util.spec_from_file_location("bench_sweep", ROOT / "scripts" / "bench_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _load_sweep()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,24 @@
+"""edge.image: the channel swap used at the source and output boundaries, with and without OpenCV."""
+
+import numpy as np
+import pytest
+
+from edge import image
+
+
+@pytest.mark.parametrize("with_opencv", [True, False])
+def test_swap_red_blue_reverses_channels_into_a_new_contiguous_array(monkeypatch, with_opencv):
+    if not with_opencv:
+        monkeypatch.setattr(image, "cv2", None)
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    view = bgr[:, ::2]  # non-contiguous input
+    swapped = image.swap_red_blue(view)
+    np.testing.assert_array_equal(swapped, view[:, :, ::-1])
+    assert swapped.flags.c_contiguous and not np.shares_memory(swapped, bgr)
+    np.testing.assert_array_equal(image.swap_red_blue(swapped), view)
+
+
+def test_swap_red_blue_refuses_other_shapes():
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        image.swap_red_blue(np.zeros((4, 4, 4), np.uint8))
