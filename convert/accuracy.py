@@ -1,8 +1,9 @@
 """Accuracy check at conversion time: the float Keras model vs each TFLite variant, through the edge's decoder.
 
 Every variant is scored by ``train.evaluate.evaluate_predictions`` — images read and resized like the
-runtime does, raw outputs decoded by ``edge.postprocess.decode_and_nms`` — so the numbers are the
-ones the edge will see. Results are a table (variant, file size, mAP@0.5, COCO mAP, latency per image
+runtime does, raw outputs decoded by ``edge.postprocess.decode_and_nms``, a builtin model's own
+``TFLite_Detection_PostProcess`` outputs read by ``edge.postprocess.select_detections`` — so the numbers
+are the ones the edge will see. Results are a table (variant, file size, mAP@0.5, COCO mAP, latency per image
 on this machine), written as JSON and Markdown, and an int8-vs-float gate in mAP@0.5 points.
 """
 
