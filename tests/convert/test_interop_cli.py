@@ -112,3 +112,24 @@ def test_rpicam_apps_preset(dataset, tmp_path):
     assert labels_file.read_text().splitlines()[0] == "???"
     assert set(stage["object_detect_tf"]) >= {"confidence_threshold", "overlap_threshold", "number_of_threads"}
     assert "object_detect_draw_cv" in stage
+
+
+def test_rpicam_apps_preset_rebuilds_a_detector_trained_at_another_size(dataset, tmp_path):
+    import keras
+
+    from train.model import build_ssd
+
+    config = ModelConfig(alpha=0.25, input_size=(96, 96), num_classes=len(CLASS_NAMES))
+    run = tmp_path / "run96"
+    run.mkdir()
+    run_json = {"model": config.to_dict(), "labels": list(CLASS_NAMES), "data": str(dataset), "anchor_code_version": 1}
+    (run / "run.json").write_text(json.dumps(run_json))
+    keras.utils.set_random_seed(0)
+    build_ssd(config).save(run / "best.keras")
+    out = tmp_path / "rpi96.tflite"
+    args = [str(run), "--target", "rpicam-apps", "--out", str(out), "--calibration-images", "4", "--eval-images", "2"]
+    assert main([*args, "--max-map-drop", "100"]) == 0
+    report = json.loads((tmp_path / "rpi96.accuracy.json").read_text())
+    # the gate's reference is the float model at its trained size; the rebuilt one is shown next to it
+    assert [row["variant"] for row in report["results"]] == ["keras", "keras-300x300", "int8-builtin"]
+    assert read_metadata(out).input_size == (300, 300)
