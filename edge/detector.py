@@ -319,10 +319,21 @@ class Detector:
 
         Outputs are copies, so the next ``invoke`` may run while these are post-processed.
         """
+        return self.dequantize(self.invoke_raw(tensor))
+
+    def invoke_raw(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """``invoke`` without the dequantization: copies of the output tensors in the model's own dtypes.
+
+        The pipeline's inference thread calls this and leaves ``dequantize`` to the output thread, so the
+        thread that feeds the interpreter does as little as possible between two invokes.
+        """
         with self._lock:
             self._interpreter.set_tensor(self._input_index, tensor)
             self._interpreter.invoke()
-            raw = {name: self._interpreter.get_tensor(index) for name, (index, _) in self._outputs.items()}
+            return {name: self._interpreter.get_tensor(index) for name, (index, _) in self._outputs.items()}
+
+    def dequantize(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs from ``invoke_raw`` -> float32 outputs by name (``(q - zero_point) * scale``; floats unchanged)."""
         return {name: _dequantize(raw[name], quantization) for name, (_, quantization) in self._outputs.items()}
 
     def postprocess(self, outputs: dict[str, np.ndarray], frame_size: Sequence[int]) -> Detections:

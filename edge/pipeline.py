@@ -81,19 +81,26 @@ class _Stages:
 
     Uses the detector's own split when it has one (``preprocess(image) -> inputs``, ``invoke(inputs) -> outputs``,
     ``postprocess(outputs, image_shape) -> detections``); otherwise runs the whole ``detector(image)`` as "invoke".
+    A detector that also has ``invoke_raw`` and ``dequantize`` (``edge.Detector``) runs only the interpreter in
+    the invoke stage; dequantizing moves to the postprocess stage, off the thread that feeds the interpreter.
     """
 
     def __init__(self, detector: Any) -> None:
         self.detector = detector
         self.split = all(callable(getattr(detector, name, None)) for name in ("preprocess", "invoke", "postprocess"))
+        self.raw = self.split and all(callable(getattr(detector, name, None)) for name in ("invoke_raw", "dequantize"))
 
     def preprocess(self, image: np.ndarray) -> Any:
         return self.detector.preprocess(image) if self.split else image
 
     def invoke(self, inputs: Any) -> Any:
+        if self.raw:
+            return self.detector.invoke_raw(inputs)
         return self.detector.invoke(inputs) if self.split else self.detector(inputs)
 
     def postprocess(self, outputs: Any, image_shape: tuple[int, ...]) -> Any:
+        if self.raw:
+            outputs = self.detector.dequantize(outputs)
         return self.detector.postprocess(outputs, image_shape) if self.split else outputs
 
 

@@ -492,3 +492,25 @@ def test_outputs_that_need_the_main_thread_are_pumped_from_the_thread_that_runs_
     assert output.pump_threads == {threading.get_ident()}
     assert output.write_threads and threading.get_ident() not in output.write_threads
     assert output.pumps >= 20  # every 10 ms, not only at the 100 ms status tick
+
+
+def test_the_inference_thread_only_runs_the_interpreter_and_dequantizing_happens_after() -> None:
+    """With ``invoke_raw``/``dequantize`` (``edge.Detector``), the interpreter's thread does nothing else."""
+    threads: dict[str, set[str]] = {"invoke_raw": set(), "dequantize": set(), "invoke": set()}
+
+    class RawDetector(TimedDetector):
+        def invoke(self, inputs: np.ndarray) -> float:
+            threads["invoke"].add(threading.current_thread().name)
+            return super().invoke(inputs)
+
+        def invoke_raw(self, inputs: np.ndarray) -> np.ndarray:
+            threads["invoke_raw"].add(threading.current_thread().name)
+            return inputs.astype(np.int8)
+
+        def dequantize(self, raw: np.ndarray) -> float:
+            threads["dequantize"].add(threading.current_thread().name)
+            return float(raw.mean())
+
+    source = sources.SyntheticSource((64, 48), paced=False, num_frames=5)
+    assert Pipeline(source, RawDetector()).run()["frames"] == 5
+    assert threads == {"invoke_raw": {"edge-inference"}, "dequantize": {"edge-output"}, "invoke": set()}
