@@ -13,8 +13,10 @@ up: a live source overwrites the slot, so the loop always runs on the newest fra
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,16 +32,27 @@ from edge.stats import PipelineStats, StatusPrinter
 logger = logging.getLogger(__name__)
 
 _END = object()
+FINITE_SOURCE_READ_AHEAD = 4
+"""Frames a finite source (file, folder) may have decoded and preprocessed ahead of the interpreter."""
+SWITCH_INTERVAL_S = 0.0005
+"""``sys.setswitchinterval`` while the loop runs (CPython's default is 5 ms). The interpreter, OpenCV and the
+video decoder release the GIL; when one of them returns, its thread waits for the GIL until the thread
+holding it blocks or is asked to switch. At the default, a thread returning from a 0.7 ms invoke could wait
+milliseconds behind Python code in another stage (measured: ``scripts/bench_pipeline.py``)."""
 
 
 class LatestSlot:
-    """A one-item hand-off. ``put(item)`` replaces an untaken item (counted in ``dropped``) unless ``block``,
-    which waits until the slot is empty. ``take`` returns the item, or None once closed and empty / on timeout."""
+    """A hand-off of up to ``capacity`` items. ``put(item)`` on a full slot replaces the oldest untaken item
+    (counted in ``dropped``) unless ``block``, which waits for room. ``take`` returns the oldest item, or None
+    once closed and empty / on timeout. Capacity 1 without ``block`` is "newest frame wins" (live sources);
+    a few items with ``block`` let a finite source's capture run ahead over a slow frame without dropping any."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError(f"LatestSlot capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
         self._condition = threading.Condition()
-        self._item: Any = None
-        self._has_item = False
+        self._items: collections.deque[Any] = collections.deque()
         self._closed = False
         self.dropped = 0
 
@@ -47,21 +60,22 @@ class LatestSlot:
         """Store ``item``; returns False when the slot was closed (item discarded)."""
         with self._condition:
             if block:
-                self._condition.wait_for(lambda: not self._has_item or self._closed)
+                self._condition.wait_for(lambda: len(self._items) < self.capacity or self._closed)
             if self._closed:
                 return False
-            if self._has_item:
+            if len(self._items) >= self.capacity:
+                self._items.popleft()
                 self.dropped += 1
-            self._item, self._has_item = item, True
+            self._items.append(item)
             self._condition.notify_all()
             return True
 
     def take(self, timeout: float | None = None) -> Any:
         with self._condition:
-            self._condition.wait_for(lambda: self._has_item or self._closed, timeout=timeout)
-            if not self._has_item:
+            self._condition.wait_for(lambda: self._items or self._closed, timeout=timeout)
+            if not self._items:
                 return None
-            item, self._item, self._has_item = self._item, None, False
+            item = self._items.popleft()
             self._condition.notify_all()
             return item
 
@@ -165,7 +179,7 @@ class Pipeline:
         self.on_result = on_result
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.finished_reason = ""
-        self._slot = LatestSlot()
+        self._slot = LatestSlot(capacity=1 if source.live else FINITE_SOURCE_READ_AHEAD)
         self._results: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._errors: list[BaseException] = []
         self._invoked = 0
@@ -317,6 +331,8 @@ class Pipeline:
         ]
         pumped = [output for output in self.outputs if output.pump_interval_s is not None]
         tick_s = min([0.1] + [output.pump_interval_s for output in pumped])
+        previous_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous_switch_interval, SWITCH_INTERVAL_S))
         try:
             self._sample_host()  # the first reading before any frame, so /stats never shows a run without one
             sampled_at = time.monotonic()
@@ -348,6 +364,7 @@ class Pipeline:
                     logger.exception("closing output %s failed", output.name)
             if self.status is not None:
                 self.status.finish()
+            sys.setswitchinterval(previous_switch_interval)
         if self._errors:
             raise self._errors[0]
         self.stats.set_dropped(self._slot.dropped)
