@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-REQUIREMENTS := $(wildcard requirements/*.txt)
+REQUIREMENTS := $(filter-out requirements/imx500.txt,$(wildcard requirements/*.txt))
 
 # Demo defaults (recorded in every run's run.json). `make train` and `make demo` train with exactly these.
 DATA ?= data/synthetic

@@ -20,6 +20,7 @@ from convert.calibration import DEFAULT_CALIBRATION_IMAGES, CalibrationError
 from convert.converter import POSTPROCESS_MODES, QUANT_MODES
 
 log = logging.getLogger("convert")
+TARGETS = ("tflite", "imx500")
 
 
 def _variants(text: str) -> list[str]:
@@ -34,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="training run directory (run.json + best.keras) or a .keras checkpoint")
     parser.add_argument("--quant", default="int8", choices=QUANT_MODES, help="quantization of the written model")
-    parser.add_argument("--out", type=Path, default=None, help="output .tflite (default RUN/model_<quant>.tflite)")
+    parser.add_argument(
+        "--target",
+        default="tflite",
+        choices=TARGETS,
+        help="tflite (default) or imx500: packerOut.zip for the Raspberry Pi AI Camera, built in .venv-imx500",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output .tflite (default RUN/model_<quant>.tflite); imx500: a folder"
+    )
     parser.add_argument(
         "--postprocess",
         default="numpy",
@@ -111,11 +120,37 @@ def _split(run_json: dict, name: str, override: str | None, default: str) -> str
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from convert.imx500 import Imx500Error
+
     try:
-        return _run(args)
-    except (FileNotFoundError, ValueError, CalibrationError) as exc:
+        return _run_imx500(args) if args.target == "imx500" else _run(args)
+    except (FileNotFoundError, ValueError, CalibrationError, Imx500Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_imx500(args: argparse.Namespace) -> int:
+    """``--target imx500``: load the checkpoint here (Keras 3), convert in .venv-imx500 (``convert.imx500``)."""
+    from convert.imx500 import convert_in_toolchain
+    from train.evaluate import load_run
+
+    if args.compare or args.postprocess != "numpy":
+        raise ValueError("--target imx500: --compare and --postprocess do not apply (NMS runs on the sensor)")
+    checkpoint, run_dir = resolve_checkpoint(args.run)
+    _, config, _ = load_run(run_dir)
+    model = load_detector(checkpoint, config)
+    options = ["--calibration-images", str(args.calibration_images), "--max-map-drop", str(args.max_map_drop)]
+    for flag, value in (
+        ("--data", args.data),
+        ("--train-split", args.train_split),
+        ("--val-split", args.val_split),
+        ("--eval-images", args.eval_images),
+    ):
+        if value is not None:
+            options += [flag, str(value)]
+    if args.skip_accuracy:
+        options.append("--skip-accuracy")
+    return convert_in_toolchain(model, run_dir, args.out or run_dir / "imx500", options)
 
 
 def _run(args: argparse.Namespace) -> int:
