@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=30.0, help="camera / emulator frame rate (default 30)")
     run.add_argument("--unpaced", action="store_true", help="synthetic source: frames as fast as they render")
     run.add_argument("--lores", metavar="WxH", help="picamera2: detector input from a lores stream of this size")
+    run.add_argument(
+        "--imx500",
+        metavar="NETWORK.rpk",
+        help="Raspberry Pi AI Camera: the network runs on the sensor (replaces --model and --source)",
+    )
+    run.add_argument("--imx500-intrinsics", metavar="FILE", help="network_intrinsics.json (default: next to the .rpk)")
     run.add_argument("--seed", type=int, default=0, help="synthetic source seed (default 0)")
     run.add_argument("--quiet", action="store_true", help="no live status line")
 
@@ -200,22 +206,30 @@ def command_run(args: argparse.Namespace) -> int:
             raise CliError("--lores: only for --source picamera2")
         options["lores"] = lores
     try:
-        source = sources.open_source(
-            args.source,
-            resolution=resolution,
-            fps=args.fps,
-            loop=args.loop,
-            paced=not args.unpaced,
-            seed=args.seed,
-            stop=stop_event,
-            **options,
-        )
+        if args.imx500:
+            from edge.imx500 import open_imx500
+
+            source, detector = open_imx500(
+                args.imx500, resolution, args.fps, args.score_threshold, args.imx500_intrinsics
+            )
+        else:
+            source = sources.open_source(
+                args.source,
+                resolution=resolution,
+                fps=args.fps,
+                loop=args.loop,
+                paced=not args.unpaced,
+                seed=args.seed,
+                stop=stop_event,
+                **options,
+            )
     except sources.SourceError as exc:
         raise CliError(str(exc)) from exc
-    detector = _load_detector(args)
+    if not args.imx500:
+        detector = _load_detector(args)
 
     evaluator = None
-    if args.source == "synthetic":
+    if args.source == "synthetic" and not args.imx500:
         from edge.metrics import DetectionEvaluator
 
         evaluator = DetectionEvaluator(num_classes=max(1, len(detector.labels)), iou_threshold=0.5)
@@ -224,7 +238,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     # The file the model path resolved to at start: a deploy's current.tflite is a symlink that a new deploy or a
     # rollback swaps, so /stats says which model this process really runs.
-    model_file = str(Path(args.model).resolve())
+    model_file = str(Path(args.imx500 or args.model).resolve())
 
     def stats_provider() -> dict[str, Any]:
         return {**pipeline_box[0].stats.summary(), "model": model_file} if pipeline_box else {}
@@ -260,7 +274,7 @@ def command_run(args: argparse.Namespace) -> int:
         error = exc
     finally:
         if args.report:
-            extra = {"model": {"path": str(args.model), "labels": list(detector.labels)}}
+            extra = {"model": {"path": str(args.imx500 or args.model), "labels": list(detector.labels)}}
             if error is not None:
                 extra["error"] = _first_line(error)
             path = write_report(args.report, pipeline.report(extra))
