@@ -55,7 +55,14 @@ class Imx500Error(RuntimeError):
 
 
 class ModelDoesNotFit(Imx500Error):
-    """The converter's memory report says the network is larger than the sensor's memory."""
+    """The converter's memory report says the network is larger than the sensor's memory (``memory``)."""
+
+    def __init__(self, memory: MemoryReport) -> None:
+        self.memory = memory
+        super().__init__(
+            f"the network needs {memory.used_bytes / 1e6:.2f} MB but the IMX500 has {memory.available_bytes / 1e6:.2f} "
+            f"MB ({memory.percent:.0f} %): use a smaller --alpha or input size"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,9 +395,12 @@ def with_postprocess(quantized_model, config: ModelConfig, options: PostprocessO
     return keras.Model(quantized_model.inputs, list(result), name=f"{quantized_model.name}_imx500")
 
 
-def run_converter(keras_path: Path, out_dir: Path, timeout_s: float = 1800.0) -> tuple[Path, MemoryReport, str]:
+def run_converter(
+    keras_path: Path, out_dir: Path, memory_only: bool = False, timeout_s: float = 1800.0
+) -> tuple[Path | None, MemoryReport, str]:
     """Run ``imxconv-tf`` on an MCT-exported ``.keras`` file; returns ``(packerOut.zip, memory report, log)``.
 
+    ``memory_only``: the converter's ``--memory-report`` (no ``packerOut.zip``; the path returned is None).
     Raises ``ModelDoesNotFit`` (one line, with the figures) when the network is larger than the sensor's
     memory, ``Imx500Error`` when the converter fails otherwise (its last error line quoted).
     """
@@ -400,23 +410,20 @@ def run_converter(keras_path: Path, out_dir: Path, timeout_s: float = 1800.0) ->
         raise Imx500Error("imxconv-tf not found next to this Python: rebuild .venv-imx500 with make setup-imx500")
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [str(exe), "-i", str(keras_path), "-o", str(out_dir), "--overwrite-output", "--report-size-unit", "B"]
+    if memory_only:
+        command.append("--memory-report")
     log.info("running %s", " ".join(command))
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     output = done.stdout + done.stderr
     reports = sorted(out_dir.glob("*_MemoryReport.json"))
     memory = parse_memory_report(reports[0].read_text(), str(reports[0])) if reports else None
     if memory is not None and not memory.fits:
-        raise ModelDoesNotFit(
-            f"the network needs {memory.used_bytes / 1e6:.2f} MB but the IMX500 has {memory.available_bytes / 1e6:.2f} "
-            f"MB ({memory.percent:.0f} %): use a smaller --alpha or input size"
-        )
+        raise ModelDoesNotFit(memory)
     packer = out_dir / "packerOut.zip"
-    if done.returncode != 0 or not packer.is_file():
+    if done.returncode != 0 or memory is None or not (memory_only or packer.is_file()):
         errors = [line for line in output.splitlines() if "error" in line.lower()] or output.splitlines()[-1:]
         raise Imx500Error(f"imxconv-tf failed (exit {done.returncode}): {errors[-1].strip() if errors else '?'}")
-    if memory is None:
-        raise Imx500Error(f"imxconv-tf wrote {packer} but no *_MemoryReport.json in {out_dir}")
-    return packer, memory, output
+    return (None if memory_only else packer), memory, output
 
 
 def build_package(
@@ -424,17 +431,19 @@ def build_package(
     config: ModelConfig,
     work_dir: Path,
     options: PostprocessOptions | None = None,
-) -> tuple[Path, MemoryReport, str]:
+    memory_only: bool = False,
+) -> tuple[Path | None, MemoryReport, str]:
     """Append ``SSDPostProcess`` to MCT's quantized model, export it (MCTQ ``.keras``) and run ``imxconv-tf``.
 
-    Writes only under ``work_dir``; returns ``(work_dir/converter/packerOut.zip, memory report, converter log)``.
+    Writes only under ``work_dir``; returns ``(work_dir/converter/packerOut.zip, memory report, converter log)``
+    (no package with ``memory_only``).
     """
     import model_compression_toolkit as mct
 
     network = with_postprocess(quantized_model, config, options)
     keras_path = work_dir / "network.keras"
     mct.exporter.keras_export_model(model=network, save_model_path=str(keras_path))
-    return run_converter(keras_path, work_dir / "converter")
+    return run_converter(keras_path, work_dir / "converter", memory_only)
 
 
 def toolchain_versions() -> dict[str, str]:
