@@ -152,6 +152,20 @@ def test_tiny_model_to_packer_out(tmp_path):
 
     python("-m", "train.synthetic", "--out", str(data), "--num-images", "120", "--val-fraction", "0.25")
     python("-m", "train", "--data", str(data), "--alpha", "0.25", "--size", "96", "--epochs", "1", "--out", str(run))
+    # SSDPostProcess (edge-mdt-cl, in .venv-imx500) decodes and suppresses exactly as the edge's NumPy code
+    import keras
+
+    weights = tmp_path / "weights.npz"
+    np.savez(weights, **imx500.export_weights(keras.models.load_model(run / "best.keras", compile=False)))
+    parity = subprocess.run(
+        [str(imx500.toolchain_python()), str(Path(__file__).with_name("imx500_parity.py")), str(run), str(weights), str(data)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert parity.returncode == 0, parity.stdout[-2000:] + parity.stderr[-2000:]
+    result = json.loads(parity.stdout.strip().splitlines()[-1])
+    print(f"\nSSDPostProcess vs decode_and_nms: {result}")
+    assert result["detections"] > 0 and result["max_box_diff"] < 1e-5
+
     start = time.perf_counter()
     proc = python(
         "-m", "convert", str(run), "--target", "imx500", "--out", str(out),
