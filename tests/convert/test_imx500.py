@@ -181,3 +181,11 @@ def test_tiny_model_to_packer_out(tmp_path):
     assert (out / "labels.txt").read_text().split() == report["labels"]
     intrinsics = json.loads((out / "network_intrinsics.json").read_text())
     assert intrinsics["classes"]["labels"] == report["labels"]
+
+
+def test_does_not_fit_is_one_line_with_the_figures():
+    error = imx500.ModelDoesNotFit(imx500.MemoryReport(used_bytes=9_500_000, available_bytes=8_388_480))
+    assert str(error) == (
+        "the network needs 9.50 MB but the IMX500 has 8.39 MB (113 %): use a smaller --alpha or input size"
+    )
+    assert isinstance(error, imx500.Imx500Error) and error.memory.fits is False
