@@ -154,6 +154,8 @@ def network_intrinsics(
     carries what the edge runtime checks (input size, normalisation, output order, NMS settings).
     Boxes come out already normalized in ``yx`` order: picamera2's examples divide boxes by the input height when
     ``bbox_normalization`` is true (it means "pixels, normalize them"), so it is false here.
+    ``input_aspect_ratio`` is left out: picamera2 reads a square one as "crop the sensor to a square", but the
+    network was trained, and the edge runs it, on the whole field of view resized to the input size.
     """
     options = options or PostprocessOptions()
     height, width = config.input_size
@@ -161,7 +163,6 @@ def network_intrinsics(
         "task": "object detection",
         "inference_rate": float(inference_rate),
         "cpu": {"bbox_normalization": False, "bbox_order": "yx"},
-        "input_aspect_ratio": {"width": int(width), "height": int(height)},
         "classes": {"labels": [str(label) for label in labels]},
         "edge_ssd": {
             "input_size": [int(height), int(width)],
