@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-REQUIREMENTS := $(wildcard requirements/*.txt)
+REQUIREMENTS := $(filter-out requirements/imx500.txt,$(wildcard requirements/*.txt))
 
 # Demo defaults (recorded in every run's run.json). `make train` and `make demo` train with exactly these.
 DATA ?= data/synthetic
@@ -26,7 +26,7 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup test lint data train evaluate check-data clean
 help:  ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): $(REQUIREMENTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

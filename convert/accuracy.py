@@ -261,3 +261,20 @@ def write_report(results: Sequence[VariantResult], out_model: Path, extra: dict)
     atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
     atomic_write_bytes(md_path, (format_table(results) + "\n").encode())
     return json_path, md_path
+
+
+def evaluate_predict(
+    variant: str,
+    predict: PredictFn,
+    records: Sequence[GroundTruth],
+    config: ModelConfig,
+    labels: Sequence[str],
+    size_bytes: int = 0,
+) -> VariantResult:
+    """Score any ``PredictFn`` (raw pixels 0..255 in, ``box_deltas``/``class_scores`` out) as row ``variant``.
+
+    Latency is per image in batches of 8. Used for models that are neither Keras 3 nor TFLite (the IMX500's
+    MCT-quantized Keras 2 model).
+    """
+    timed, timings = _timed(predict)
+    return _score(variant, timed, timings, size_bytes, records, config, labels, batch_size=8)

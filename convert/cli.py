@@ -25,9 +25,11 @@ from pathlib import Path
 from convert.calibration import DEFAULT_CALIBRATION_IMAGES, CalibrationError
 from convert.checkpoint import load_detector
 from convert.converter import POSTPROCESS_MODES, QUANT_MODES, BuiltinPostprocess
-from convert.interop import TARGETS
+from convert.interop import TARGETS as TFLITE_TARGETS
 from train.rundir import resolve_run
 
+TARGETS = (*TFLITE_TARGETS, "imx500")
+"""``--target``: a .tflite (generic, rpicam-apps) or the Raspberry Pi AI Camera's package (imx500, docs/IMX500.md)."""
 log = logging.getLogger("convert")
 
 
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         default="generic",
         choices=TARGETS,
-        help="rpicam-apps: int8 builtin 300x300 with 10 detections, rpicam labels and object_detect_tf JSON",
+        help="rpicam-apps: int8 builtin 300x300 with 10 detections, rpicam labels and object_detect_tf JSON; "
+        "imx500: packerOut.zip for the Raspberry Pi AI Camera, built in .venv-imx500 (--out is a folder)",
     )
     builtin = parser.add_argument_group("builtin post-processing (TFLite_Detection_PostProcess attributes)")
     builtin.add_argument("--max-detections", type=int, default=None, help="output slots (default 100; rpicam-apps 10)")
@@ -103,11 +106,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from convert.imx500 import Imx500Error
+
     try:
-        return _run(args)
-    except (FileNotFoundError, ValueError, CalibrationError) as exc:
+        return _run_imx500(args) if args.target == "imx500" else _run(args)
+    except (FileNotFoundError, ValueError, CalibrationError, Imx500Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_imx500(args: argparse.Namespace) -> int:
+    """``--target imx500``: load the checkpoint here (Keras 3), convert in .venv-imx500 (``convert.imx500``)."""
+    from convert.imx500 import convert_in_toolchain
+
+    if args.compare or args.postprocess != "numpy":
+        raise ValueError("--target imx500: --compare and --postprocess do not apply (NMS runs on the sensor)")
+    run_dir, checkpoint = resolve_run(args.run)
+    model = load_detector(checkpoint, run_dir.read_info().config)
+    options = ["--calibration-images", str(args.calibration_images), "--max-map-drop", str(args.max_map_drop)]
+    for flag, value in (
+        ("--data", args.data),
+        ("--train-split", args.train_split),
+        ("--val-split", args.val_split),
+        ("--eval-images", args.eval_images),
+    ):
+        if value is not None:
+            options += [flag, str(value)]
+    if args.skip_accuracy:
+        options.append("--skip-accuracy")
+    return convert_in_toolchain(model, run_dir.path, args.out or run_dir.path / "imx500", options)
 
 
 def resolve_postprocess(args: argparse.Namespace) -> tuple[str, BuiltinPostprocess | None]:

@@ -254,6 +254,28 @@ def remote_run_script(args: list[str]) -> str:
     )
 
 
+IMX500_FILES = ("packerOut.zip", "network_intrinsics.json", "labels.txt")
+"""What ``python -m convert RUN --target imx500 --out DIR`` writes and ``make deploy TARGET=imx500`` copies."""
+
+
+def imx500_vars(package: Path, service_args: str) -> dict:
+    """Extra variables of an IMX500 deploy: the package folder, and the service running the network on the sensor.
+
+    Raises ``ValueError`` naming the folder and the missing files when ``package`` is not a conversion's output.
+    """
+    missing = [name for name in IMX500_FILES if not (package / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"MODEL={package}: not an IMX500 package folder (missing {', '.join(missing)}); make convert-imx500 "
+            "writes one"
+        )
+    network = f"{REMOTE_ROOT}/imx500/current/network.rpk"
+    return {
+        "edge_imx500_package": str(package),
+        "edge_service_extra_args": f"--imx500 {network} {service_args}".strip(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog="run/ssh/doctor: -- ARGS"
@@ -261,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["inventory", "deploy", "rollback", "bench", "doctor", "url", "run", "ssh"])
     parser.add_argument("--pi", default=os.environ.get("PI", ""), help="user@host[:port], several separated by spaces")
     parser.add_argument("--model", default="models/demo_int8.tflite", help="model file to deploy")
+    parser.add_argument(
+        "--target", default="tflite", choices=["tflite", "imx500"], help="imx500: MODEL is a convert-imx500 folder"
+    )
     parser.add_argument("--mjpeg-host", default="0.0.0.0", help="address the camera service's stream binds to")
     parser.add_argument("--mjpeg-port", type=int, default=8080, help="MJPEG port of the camera service")
     parser.add_argument("--frames", type=int, default=100, help="bench: frames of the synthetic run")
@@ -279,12 +304,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.command == "deploy":
         model = Path(ns.model).resolve()
-        if not model.is_file():
+        if ns.target == "tflite" and not model.is_file():
             parser.error(f"MODEL={ns.model}: no such file (build one with the convert stage or pass MODEL=...)")
         extra = {"edge_repo": str(ROOT), "edge_model": str(model), "edge_mjpeg_port": ns.mjpeg_port}
         extra["edge_source"] = ns.source
         extra["edge_mjpeg_host"] = ns.mjpeg_host
         extra["edge_service_extra_args"] = ns.service_args
+        if ns.target == "imx500":
+            try:
+                extra.update(imx500_vars(model, ns.service_args))
+            except ValueError as exc:
+                parser.error(str(exc))
         return ansible_playbook("site.yml", targets, extra)
     if ns.command == "rollback":
         return ansible_playbook("rollback.yml", targets, {})

@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="YUV420",
         help="picamera2 --lores pixel format: YUV420 (default; the only one before the Pi 5) or, on a Pi 5, an RGB one",
     )
+    run.add_argument(
+        "--imx500",
+        metavar="NETWORK.rpk",
+        help="Raspberry Pi AI Camera: the network runs on the sensor (replaces --model and --source)",
+    )
+    run.add_argument("--imx500-intrinsics", metavar="FILE", help="network_intrinsics.json (default: next to the .rpk)")
     run.add_argument("--seed", type=int, default=0, help="synthetic source seed (default 0)")
     run.add_argument("--quiet", action="store_true", help="no live status line")
 
@@ -231,22 +237,30 @@ def command_run(args: argparse.Namespace) -> int:
         options["lores"] = lores
         options["lores_format"] = args.lores_format
     try:
-        source = sources.open_source(
-            args.source,
-            resolution=resolution,
-            fps=args.fps,
-            loop=args.loop,
-            paced=not args.unpaced,
-            seed=args.seed,
-            stop=stop_event,
-            **options,
-        )
+        if args.imx500:
+            from edge.imx500 import open_imx500
+
+            source, detector = open_imx500(
+                args.imx500, resolution, args.fps, args.score_threshold, args.imx500_intrinsics
+            )
+        else:
+            source = sources.open_source(
+                args.source,
+                resolution=resolution,
+                fps=args.fps,
+                loop=args.loop,
+                paced=not args.unpaced,
+                seed=args.seed,
+                stop=stop_event,
+                **options,
+            )
     except sources.SourceError as exc:
         raise CliError(str(exc)) from exc
-    detector = _load_detector(args)
+    if not args.imx500:
+        detector = _load_detector(args)
 
     evaluator = None
-    if args.source == "synthetic":
+    if args.source == "synthetic" and not args.imx500:
         from edge.metrics import DetectionEvaluator
 
         evaluator = DetectionEvaluator(num_classes=max(1, len(detector.labels)), iou_threshold=0.5)
@@ -255,7 +269,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     # The file the model path resolved to at start: a deploy's current.tflite is a symlink that a new deploy or a
     # rollback swaps, so /stats says which model this process really runs.
-    model_file = str(Path(args.model).resolve())
+    model_file = str(Path(args.imx500 or args.model).resolve())
 
     def stats_provider() -> dict[str, Any]:
         return {**pipeline_box[0].stats.summary(), "model": model_file} if pipeline_box else {}
@@ -291,7 +305,7 @@ def command_run(args: argparse.Namespace) -> int:
         error = exc
     finally:
         if args.report:
-            extra = {"model": {"path": str(args.model), "labels": list(detector.labels)}}
+            extra = {"model": {"path": str(args.imx500 or args.model), "labels": list(detector.labels)}}
             if error is not None:
                 extra["error"] = _first_line(error)
             path = write_report(args.report, pipeline.report(extra))

@@ -225,7 +225,8 @@ class Pipeline:
                 self._captured += 1
                 start = time.perf_counter()
                 image = frame.inference_image if frame.inference_image is not None else frame.image
-                inputs = self.stages.preprocess(image)
+                # An on-sensor network (IMX500) already ran: its outputs come with the frame.
+                inputs = self.stages.preprocess(image) if frame.sensor is None else frame.sensor
                 job = _Job(frame, inputs, {"preprocess": (time.perf_counter() - start) * 1000.0})
                 if not self._slot.put(job, block=block):
                     break
@@ -251,6 +252,8 @@ class Pipeline:
                 start = time.perf_counter()
                 job.outputs = self.stages.invoke(job.inputs)
                 job.stage_ms["invoke"] = (time.perf_counter() - start) * 1000.0
+                if job.frame.sensor is not None:  # the sensor's own timings (IMX500 KPI) replace the host's
+                    job.stage_ms.update(job.frame.sensor.stage_ms)
                 job.inputs = None
                 self._invoked += 1
                 self._results.put(job)

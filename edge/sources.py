@@ -62,7 +62,8 @@ class Frame:
     capture counter of the source. ``ground_truth``: only from the synthetic source. ``inference_image``:
     an optional smaller RGB uint8 image of the same instant for the detector (picamera2's lores stream). Its
     field of view is the largest centred crop of ``image``'s with its own aspect ratio; detections on it map
-    back to ``image`` with ``edge.boxes.lores_to_main_pixels``.
+    back to ``image`` with ``edge.boxes.lores_to_main_pixels``. ``sensor``: outputs a camera-side accelerator
+    already computed for this frame (``edge.imx500.SensorResult``); the pipeline skips preprocessing for it.
     """
 
     image: np.ndarray
@@ -70,6 +71,7 @@ class Frame:
     index: int
     ground_truth: GroundTruth | None = None
     inference_image: np.ndarray | None = None
+    sensor: Any = None
 
 
 def to_rgb(image: np.ndarray, order: str = "BGR") -> np.ndarray:

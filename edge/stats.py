@@ -22,6 +22,8 @@ from edge.system import throttle_event
 
 STAGES: tuple[str, ...] = ("wait", "preprocess", "invoke", "postprocess", "output")
 """Per-frame stages, in pipeline order: waiting for a frame, preprocessing, interpreter, decode+NMS, draw/output."""
+SENSOR_STAGES: tuple[str, ...] = ("sensor_dsp",)
+"""Stages only an on-sensor network reports (IMX500 KPI: DSP time; its DNN time is ``invoke``), summarized once seen."""
 
 
 class RingBuffer:
@@ -126,6 +128,7 @@ class PipelineStats:
     def __init__(self, fps_window_s: float = 2.0, capacity: int = 8192) -> None:
         self._lock = threading.Lock()
         self._stages = {name: RingBuffer(capacity) for name in STAGES}
+        self._capacity = capacity
         self._e2e = RingBuffer(capacity)
         self._finish_times: collections.deque[float] = collections.deque(maxlen=4096)
         self._fps_window_s = fps_window_s
@@ -139,6 +142,9 @@ class PipelineStats:
         with self._lock:
             for name, value in stage_ms.items():
                 if name in self._stages:
+                    self._stages[name].add(value)
+                elif name in SENSOR_STAGES:
+                    self._stages[name] = RingBuffer(self._capacity)
                     self._stages[name].add(value)
             self._e2e.add(e2e_ms)
             self._finish_times.append(now)

@@ -6,6 +6,8 @@ MODEL ?= models/demo_int8.tflite
 MJPEG_HOST ?= 0.0.0.0
 MJPEG_PORT ?= 8080
 PI_SOURCE ?= picamera2
+# tflite: MODEL runs on the Pi's CPU; imx500: the IMX500_OUT folder of make convert-imx500 runs on the AI Camera.
+TARGET ?= tflite
 SERVICE_ARGS ?=
 BENCH_FRAMES ?= 100
 ARGS ?=
@@ -32,8 +34,8 @@ pi-emulator-stop:  ## power the emulated Pi off (its disk is kept, like an SD ca
 pi-emulator-reset:  ## power it off and drop its disk changes: the next boot is a freshly flashed Pi
 	$(PI_EMULATOR) reset
 
-deploy: $(STAMP) _pi-need  ## deploy edge + MODEL to PI=user@host[:port] [PI="h1 h2"] [SERVICE_ARGS="--fps 10"]
-	$(PI_DRIVER) deploy --pi "$(PI)" --model "$(MODEL)" --mjpeg-host $(MJPEG_HOST) --mjpeg-port $(MJPEG_PORT) --source $(PI_SOURCE) \
+deploy: $(STAMP) _pi-need  ## deploy edge + MODEL to PI=user@host[:port] [PI="h1 h2"] [SERVICE_ARGS="--fps 10"] [TARGET=imx500]
+	$(PI_DRIVER) deploy --pi "$(PI)" --target $(TARGET) --model "$(if $(filter imx500,$(TARGET)),$(IMX500_OUT),$(MODEL))" --mjpeg-host $(MJPEG_HOST) --mjpeg-port $(MJPEG_PORT) --source $(PI_SOURCE) \
 		--service-args="$(SERVICE_ARGS)"
 
 rollback: $(STAMP) _pi-need  ## make the previous model current again on PI

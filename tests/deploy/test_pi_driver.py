@@ -146,3 +146,15 @@ def test_stream_url_quotes_credentials_and_uses_the_emulators_forwarded_port(
     for bad in ("", "edge", "edge:", ":tok"):
         with pytest.raises(ValueError, match="expected one line user:password"):
             pi.stream_url(real, bad, 8080)
+
+
+def test_imx500_deploy_needs_a_package_folder_and_runs_the_network_on_the_sensor(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="missing packerOut.zip, network_intrinsics.json, labels.txt"):
+        pi.imx500_vars(tmp_path, "")
+    for name in pi.IMX500_FILES:
+        (tmp_path / name).write_text("x")
+    extra = pi.imx500_vars(tmp_path, "--fps 10")
+    assert extra == {
+        "edge_imx500_package": str(tmp_path),
+        "edge_service_extra_args": "--imx500 /opt/edge/imx500/current/network.rpk --fps 10",
+    }

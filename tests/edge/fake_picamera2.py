@@ -34,7 +34,9 @@ The scene: solid ``SCENE_RGB`` with a white marker rectangle at ``marker_box(n)`
 main image and a lores image from different frames disagree) and frame number ``n % 256`` in main's pixel
 ``(0, 0)``, first channel. The lores image shows the largest centred crop of main's field of view with lores'
 aspect ratio, scaled to lores' size. ``CAMERAS`` (attached cameras), ``UNPLUGGED`` (captures raise) and
-``BUSY`` (another process holds the camera) and ``STALLED`` (no frame arrives) simulate hardware state.
+``BUSY`` (another process holds the camera) and ``STALLED`` (no frame arrives) simulate hardware state. ``MODEL`` is
+the sensor's name in ``global_camera_info``; ``SENSOR`` (set by ``tests/edge/fake_imx500.py``) is the network an
+IMX500 runs on every frame: main's RGB -> entries of that frame's request metadata.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -55,12 +58,14 @@ CAMERAS = 1
 UNPLUGGED = False
 BUSY = False
 STALLED = False
+MODEL = "fake_imx708"
+SENSOR: Callable[[np.ndarray], dict[str, Any]] | None = None
 instances: list[Picamera2] = []
 
 
 def reset() -> None:
-    global CAMERAS, UNPLUGGED, BUSY, STALLED
-    CAMERAS, UNPLUGGED, BUSY, STALLED = 1, False, False, False
+    global CAMERAS, UNPLUGGED, BUSY, STALLED, MODEL, SENSOR
+    CAMERAS, UNPLUGGED, BUSY, STALLED, MODEL, SENSOR = 1, False, False, False, "fake_imx708", None
     instances.clear()
 
 
@@ -119,13 +124,20 @@ def _stride(fmt: str, width: int) -> int:
 class CompletedRequest:
     """Mimics ``picamera2.request.CompletedRequest``: one camera frame of every configured stream."""
 
-    def __init__(self, picam2: Picamera2, frame: int, images: dict[str, np.ndarray], timestamp_ns: int) -> None:
+    def __init__(
+        self,
+        picam2: Picamera2,
+        frame: int,
+        images: dict[str, np.ndarray],
+        timestamp_ns: int,
+        sensor_metadata: dict[str, Any] | None = None,
+    ) -> None:
         self.picam2 = picam2
         self.frame = frame
         self.ref_count = 1
         self.config = copy.deepcopy(picam2.camera_config)
         self._images = images
-        self._metadata = {"SensorTimestamp": timestamp_ns, "FrameDuration": 33333}
+        self._metadata = {"SensorTimestamp": timestamp_ns, "FrameDuration": 33333, **(sensor_metadata or {})}
 
     def acquire(self) -> None:
         if self.ref_count == 0:
@@ -174,7 +186,7 @@ class Picamera2:
 
     @staticmethod
     def global_camera_info() -> list[dict[str, Any]]:
-        return [{"Model": "fake_imx708", "Num": n} for n in range(CAMERAS)]
+        return [{"Model": MODEL, "Num": n, "Id": f"/base/axi/i2c@{n}/{MODEL}@1a"} for n in range(CAMERAS)]
 
     def _configuration(
         self, kind: str, main: dict | None, lores: dict | None, controls: dict | None, buffer_count: int
@@ -263,7 +275,11 @@ class Picamera2:
             images["lores"] = to_memory(render_lores(main_rgb, lores["size"]), lores["format"], lores["stride"])
         self.held += 1
         self.max_held = max(self.max_held, self.held)
-        return CompletedRequest(self, self.frames, images, timestamp_ns=self.frames * 33_333_000)
+        sensor = SENSOR(main_rgb) if SENSOR is not None else None
+        return CompletedRequest(self, self.frames, images, self.frames * 33_333_000, sensor)
+
+    def camera_configuration(self) -> dict | None:
+        return self.camera_config
 
     def capture_array(self, name: str = "main") -> np.ndarray:
         request = self.capture_request()
