@@ -119,7 +119,7 @@ def _run_imx500(args: argparse.Namespace) -> int:
     """``--target imx500``: load the checkpoint here (Keras 3), convert in .venv-imx500 (``convert.imx500``)."""
     from convert.imx500 import convert_in_toolchain
 
-    if args.compare or args.postprocess != "numpy":
+    if args.compare or args.postprocess not in (None, "numpy"):
         raise ValueError("--target imx500: --compare and --postprocess do not apply (NMS runs on the sensor)")
     run_dir, checkpoint = resolve_run(args.run)
     model = load_detector(checkpoint, run_dir.read_info().config)
