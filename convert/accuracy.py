@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,46 +56,45 @@ def dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def _load(tflite_bytes: bytes, num_threads: int | None):
-    from ai_edge_litert.interpreter import Interpreter
+def edge_detector(tflite_bytes: bytes, num_threads: int | None = None):
+    """The runtime's own ``edge.Detector`` on ``tflite_bytes``: the one way this project runs a TFLite model, so
+    the table scores exactly what the edge does (its input quantization, output dequantization and reading)."""
+    from edge.detector import Detector
 
-    interpreter = Interpreter(model_content=tflite_bytes, num_threads=num_threads)
-    interpreter.allocate_tensors()
-    (model_input,) = interpreter.get_input_details()
-    return interpreter, model_input, interpreter.get_output_details()
+    with tempfile.TemporaryDirectory(prefix="accuracy_") as folder:
+        path = Path(folder) / "model.tflite"
+        path.write_bytes(tflite_bytes)
+        return Detector(path, num_threads=num_threads)  # the interpreter holds the model once loaded
 
 
-def _invoke(interpreter, model_input: dict, image: np.ndarray, timings: list[float]) -> None:
-    """Set one float32 raw-RGB ``(H, W, 3)`` image (rounded to uint8 for a uint8 input) and invoke, timed."""
-    pixels = np.clip(np.rint(image), 0, 255) if model_input["dtype"] == np.uint8 else image
-    interpreter.set_tensor(model_input["index"], pixels[None].astype(model_input["dtype"]))
+def _edge_outputs(detector, image: np.ndarray, timings: list[float]) -> dict[str, np.ndarray]:
+    """One float32 raw-RGB ``(H, W, 3)`` image at the model input size, as a camera frame (rounded to uint8), through
+    ``Detector.preprocess`` and ``Detector.invoke`` (timed): the model's float32 outputs by name."""
+    tensor = detector.preprocess(np.clip(np.rint(image), 0, 255).astype(np.uint8))
     start = time.perf_counter()
-    interpreter.invoke()
+    outputs = detector.invoke(tensor)
     timings.append(time.perf_counter() - start)
+    return outputs
 
 
 def tflite_predict_fn(tflite_bytes: bytes, num_threads: int | None = None) -> tuple[PredictFn, list[float]]:
     """A ``PredictFn`` running a raw-output (``postprocess="numpy"``) TFLite detector image by image.
 
-    Input: ``(B, H, W, 3)`` float32 raw RGB 0..255 (cast to uint8 for int8 models). Output:
-    ``box_deltas (B, N, 4)``, ``class_scores (B, N, C+1)`` float32, dequantized like the edge does.
+    Input: ``(B, H, W, 3)`` float32 raw RGB 0..255 (rounded to uint8 pixels, as frames reach the edge). Output:
+    ``box_deltas (B, N, 4)``, ``class_scores (B, N, C+1)`` float32, from ``edge.Detector``.
     The second value collects the seconds per ``invoke`` for latency reporting.
     """
-    metadata = read_metadata(tflite_bytes)
-    if metadata.postprocess != "numpy":
+    if read_metadata(tflite_bytes).postprocess != "numpy":
         raise ValueError("tflite_predict_fn needs a raw-output model (postprocess='numpy')")
-    interpreter, model_input, outputs = _load(tflite_bytes, num_threads)
-    box_detail = outputs[metadata.outputs["box_deltas"]]
-    score_detail = outputs[metadata.outputs["class_scores"]]
+    detector = edge_detector(tflite_bytes, num_threads)
     timings: list[float] = []
 
     def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        boxes, scores = [], []
-        for image in batch:
-            _invoke(interpreter, model_input, image, timings)
-            boxes.append(dequantize(interpreter.get_tensor(box_detail["index"])[0], box_detail))
-            scores.append(dequantize(interpreter.get_tensor(score_detail["index"])[0], score_detail))
-        return np.stack(boxes), np.stack(scores)
+        outputs = [_edge_outputs(detector, image, timings) for image in batch]
+        return (
+            np.concatenate([out["box_deltas"] for out in outputs]),
+            np.concatenate([out["class_scores"] for out in outputs]),
+        )
 
     return predict, timings
 
@@ -104,21 +104,20 @@ def tflite_detect_fn(
 ) -> tuple[DetectFn, list[float]]:
     """A ``DetectFn`` running a ``postprocess="builtin"`` TFLite detector (the file as written) image by image.
 
-    The op's four outputs are read by ``edge.postprocess.select_detections``, as ``edge.Detector`` reads
-    them; detections need ``score > score_threshold``. The second value collects the seconds per ``invoke``.
+    ``edge.Detector`` runs it; the op's four outputs are read by ``edge.postprocess.select_detections``, as the
+    runtime reads them, keeping normalized boxes with ``score > score_threshold``. The second value collects
+    the seconds per ``invoke``.
     """
     metadata = read_metadata(tflite_bytes)
     if metadata.postprocess != "builtin":
         raise ValueError("tflite_detect_fn needs a model with built-in post-processing (postprocess='builtin')")
-    interpreter, model_input, outputs = _load(tflite_bytes, num_threads)
-    details = {name: outputs[position] for name, position in metadata.outputs.items()}
+    detector = edge_detector(tflite_bytes, num_threads)
     timings: list[float] = []
 
     def detect(batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         results = []
         for image in batch:
-            _invoke(interpreter, model_input, image, timings)
-            out = {name: dequantize(interpreter.get_tensor(d["index"]), d) for name, d in details.items()}
+            out = _edge_outputs(detector, image, timings)
             results.append(
                 select_detections(
                     out["boxes"][0],

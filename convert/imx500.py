@@ -113,7 +113,7 @@ def export_weights(model) -> dict[str, np.ndarray]:
 
 
 def weights_by_layer(arrays: Mapping[str, np.ndarray], origin: str = "weights") -> dict[str, list[np.ndarray]]:
-    """``export_weights`` arrays -> ``{layer name: [arrays in order]}`` for ``train.model.copy_weights_by_name``."""
+    """``export_weights`` arrays -> ``{layer name: [arrays in order]}`` for ``train.weights.copy_weights_by_name``."""
     grouped: dict[str, dict[int, np.ndarray]] = {}
     for key, array in arrays.items():
         match = WEIGHTS_KEY.match(key)

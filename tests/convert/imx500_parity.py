@@ -23,10 +23,12 @@ def main() -> int:
     from convert import imx500
     from edge.postprocess import decode_and_nms
     from train.datasets import load_dataset
-    from train.evaluate import load_image, load_run
+    from train.evaluate import load_image
+    from train.rundir import RunDir
 
     run, weights, data = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    _, config, labels = load_run(run)
+    info = RunDir(run).read_info()
+    config, labels = info.config, info.labels
     with np.load(weights) as npz:
         export_model = imx500.build_export_model(config, {k: npz[k] for k in npz.files})
     options = imx500.PostprocessOptions(max_detections=20, score_threshold=THRESHOLD, iou_threshold=0.5)
