@@ -20,6 +20,7 @@ import numpy as np
 
 from edge import standard_ssd
 from edge.boxes import normalized_to_pixels
+from edge.image import frame_as_rgb, resize_rgb
 from edge.labels import parse_labels
 from edge.metadata import METADATA_NAME, MetadataError, ModelMetadata, read_metadata, read_metadata_buffers
 from edge.postprocess import decode_and_nms, decode_yolo, select_detections
@@ -63,42 +64,6 @@ class Detections:
     @property
     def timings_ms(self) -> dict[str, float]:
         return {"preprocess": self.preprocess_ms, "invoke": self.invoke_ms, "postprocess": self.postprocess_ms}
-
-
-def to_rgb(frame: np.ndarray) -> np.ndarray:
-    """Any supported frame -> ``(H, W, 3)`` uint8 RGB (a view when possible).
-
-    Accepts uint8 ``(H, W)`` / ``(H, W, 1)`` grayscale, ``(H, W, 3)`` RGB and ``(H, W, 4)`` RGBA
-    (alpha dropped), contiguous or not. Raises ``ValueError`` naming what was expected otherwise.
-    """
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8:
-        raise ValueError(f"frame: expected dtype uint8 (RGB pixels 0..255), got {frame.dtype}")
-    if frame.ndim == 2:
-        frame = frame[:, :, None]
-    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4) or frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise ValueError(f"frame: expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
-    if frame.shape[2] == 1:
-        return np.repeat(frame, 3, axis=2)
-    return frame[:, :, :3]
-
-
-def resize_rgb(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a uint8 ``(H, W, 3)`` frame to ``(height, width, 3)`` uint8 (half-pixel centers)."""
-    if frame.shape[:2] == (height, width):
-        return np.ascontiguousarray(frame)
-    if cv2 is not None:
-        return cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=cv2.INTER_LINEAR)
-    src_h, src_w = frame.shape[:2]
-    y = np.clip((np.arange(height) + 0.5) * src_h / height - 0.5, 0, src_h - 1)
-    x = np.clip((np.arange(width) + 0.5) * src_w / width - 0.5, 0, src_w - 1)
-    y0, x0 = y.astype(np.int64), x.astype(np.int64)
-    y1, x1 = np.minimum(y0 + 1, src_h - 1), np.minimum(x0 + 1, src_w - 1)
-    wy, wx = (y - y0)[:, None, None], (x - x0)[None, :, None]
-    f = frame.astype(np.float32)
-    top = f[y0][:, x0] * (1 - wx) + f[y0][:, x1] * wx
-    bottom = f[y1][:, x0] * (1 - wx) + f[y1][:, x1] * wx
-    return np.clip(top * (1 - wy) + bottom * wy + 0.5, 0, 255).astype(np.uint8)
 
 
 def _dequantize(values: np.ndarray, quantization: tuple[float, int]) -> np.ndarray:
@@ -291,7 +256,7 @@ class Detector:
         ``(pixel - mean) / std`` (``self.normalization``, see ``edge.standard_ssd``), quantized for an integer input.
         """
         height, width = self.input_size
-        image = resize_rgb(to_rgb(frame), height, width)[None]
+        image = resize_rgb(frame_as_rgb(frame), height, width)[None]
         scale, zero_point = self._input_quantization
         if self.normalization is not None:
             mean, std = self.normalization

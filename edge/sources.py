@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.image import swap_red_blue
+from edge.image import convert_to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -72,26 +72,6 @@ class Frame:
     ground_truth: GroundTruth | None = None
     inference_image: np.ndarray | None = None
     sensor: Any = None
-
-
-def to_rgb(image: np.ndarray, order: str = "BGR") -> np.ndarray:
-    """Any 2-D gray, ``(H, W, 1)``, 3-channel (``order`` "BGR"/"RGB") or 4-channel (BGRA/RGBA) uint8 image
-    -> contiguous RGB uint8 ``(H, W, 3)``. Non-uint8 input is clipped to [0, 255]."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"frame must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    if image.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(image, 3, axis=2))
-    image = image[:, :, :3]
-    if order == "BGR":
-        return swap_red_blue(image)
-    if order != "RGB":
-        raise ValueError(f"channel order must be 'BGR' or 'RGB', got {order!r}")
-    return np.ascontiguousarray(image)
 
 
 class FrameSource:
@@ -210,7 +190,7 @@ class OpenCVSource(FrameSource):
             if self.live:
                 raise SourceUnavailable(f"{'camera device' if self.is_device else 'stream'} {self.target!r}: no frame")
             return None
-        return to_rgb(image, "BGR")
+        return convert_to_rgb(image, "BGR")
 
     def _close(self) -> None:
         if self._capture is not None:
@@ -257,7 +237,7 @@ class ImageFolderSource(FrameSource):
             if image is not None:
                 if image.dtype == np.uint16:
                     image = (image >> 8).astype(np.uint8)
-                return to_rgb(image, "BGR")
+                return convert_to_rgb(image, "BGR")
             logger.warning("image folder %s: cannot read %s, skipping", self.folder, path.name)
             skipped += 1
         raise SourceError(f"image folder {str(self.folder)!r}: none of the images can be read")
@@ -301,7 +281,7 @@ def picamera2_array_to_rgb(array: np.ndarray, fmt: str, size: tuple[int, int]) -
             raise SourceError(
                 f"picamera2 {fmt} stream: expected a {(height, width, channels)} array, got {array.shape}"
             )
-        return to_rgb(array, PICAMERA2_CHANNEL_ORDER[fmt])
+        return convert_to_rgb(array, PICAMERA2_CHANNEL_ORDER[fmt])
     if fmt == "YUV420":
         if array.ndim != 2 or array.shape[0] != height * 3 // 2 or array.shape[1] < width or array.shape[1] % 2:
             raise SourceError(

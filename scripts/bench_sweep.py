@@ -151,7 +151,7 @@ def synthetic_calibration(input_size: tuple[int, int], count: int, seed: int = 1
 
     Returns uint8 RGB ``(H, W, 3)`` images, the calibration input ``convert.converter.convert`` expects.
     """
-    from edge.detector import resize_rgb
+    from edge.image import resize_rgb
     from edge.shapes import generate_scene
 
     rng = np.random.default_rng(seed)

@@ -36,7 +36,7 @@ def measure(alpha: float, size: int, calibration_images: int) -> dict:
     start = time.perf_counter()
     export_model = imx500.build_export_model(config, imx500.export_weights(build_ssd(config)), "untrained")
     rng = np.random.default_rng(12345)
-    from edge.detector import resize_rgb
+    from edge.image import resize_rgb
 
     images = [resize_rgb(generate_scene(rng, 240, 320).image, size, size) for _ in range(calibration_images)]
     quantized = imx500.quantize(export_model, images)

@@ -146,13 +146,14 @@ def coco_map(
 
 def load_image(path: str | Path, input_size: tuple[int, int]) -> np.ndarray | None:
     """Read ``path`` as RGB uint8 resized (bilinear) to ``input_size`` ``(height, width)`` -> ``(H, W, 3)``;
-    None when the file cannot be read or decoded."""
+    None when the file cannot be read or decoded. The resize and colour order are the edge's own
+    (``edge.image``), so evaluation and calibration see the pixels a camera frame gives the runtime."""
+    from edge.image import convert_to_rgb, resize_rgb
+
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         return None
-    height, width = input_size
-    resized = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+    return resize_rgb(convert_to_rgb(bgr, "BGR"), *input_size)
 
 
 def _default_decode() -> DecodeFn:

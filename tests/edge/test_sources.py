@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge import sources
+from edge.image import convert_to_rgb
 from edge.mjpeg import MjpegServer
 from tests.edge import fake_picamera2
 from tests.edge.dead_source import NeverOpens
@@ -343,11 +344,11 @@ def test_stop_event_ends_retries() -> None:
 def test_to_rgb_channel_orders() -> None:
     bgr = np.zeros((2, 2, 3), np.uint8)
     bgr[..., 0] = 255
-    assert sources.to_rgb(bgr, "BGR")[0, 0].tolist() == [0, 0, 255]
-    assert sources.to_rgb(bgr, "RGB")[0, 0].tolist() == [255, 0, 0]
-    assert sources.to_rgb(np.full((2, 2), 300.0), "BGR")[0, 0].tolist() == [255, 255, 255]
+    assert convert_to_rgb(bgr, "BGR")[0, 0].tolist() == [0, 0, 255]
+    assert convert_to_rgb(bgr, "RGB")[0, 0].tolist() == [255, 0, 0]
+    assert convert_to_rgb(np.full((2, 2), 300.0), "BGR")[0, 0].tolist() == [255, 255, 255]
     with pytest.raises(ValueError, match="shape"):
-        sources.to_rgb(np.zeros((2, 2, 5), np.uint8))
+        convert_to_rgb(np.zeros((2, 2, 5), np.uint8))
 
 
 @pytest.mark.skipif(
