@@ -26,11 +26,6 @@ from edge.metadata import METADATA_NAME, MetadataError, ModelMetadata, read_meta
 from edge.postprocess import decode_and_nms, decode_yolo, select_detections
 from edge.runtime import ModelLoadError, load_interpreter
 
-try:  # OpenCV headless is part of the edge install; the NumPy resize below is the fallback.
-    import cv2
-except ImportError:  # pragma: no cover - exercised only where OpenCV is absent
-    cv2 = None
-
 log = logging.getLogger(__name__)
 
 
