@@ -111,7 +111,7 @@ class SweepSettings:
     runs_dir: Path | None = Path("runs/sweep")
     cache_dir: Path = Path(".cache/bench_sweep")
     labels: tuple[str, ...] = ()
-    """Labels of untrained cells (default ``edge.shapes.CLASS_NAMES``)."""
+    """Labels of untrained cells (default ``edge.synthetic_scene.CLASS_NAMES``)."""
 
     def all_threads(self) -> int:
         if self.threads > 0:
@@ -147,12 +147,12 @@ def find_checkpoint(runs_dir: Path | None, alpha: float, input_size: int) -> Pat
 
 
 def synthetic_calibration(input_size: tuple[int, int], count: int, seed: int = 12345) -> list[np.ndarray]:
-    """``count`` synthetic scenes (``edge.shapes``, 320x240 like the dataset) resized to ``input_size``.
+    """``count`` synthetic scenes (``edge.synthetic_scene``, 320x240 like the dataset) resized to ``input_size``.
 
     Returns uint8 RGB ``(H, W, 3)`` images, the calibration input ``convert.converter.convert`` expects.
     """
     from edge.image import resize_rgb
-    from edge.shapes import generate_scene
+    from edge.synthetic_scene import generate_scene
 
     rng = np.random.default_rng(seed)
     height, width = input_size
@@ -264,7 +264,7 @@ def measure_cell(alpha: float, input_size: int, settings: SweepSettings, convert
     import keras
 
     from convert.checkpoint import load_detector
-    from edge.shapes import CLASS_NAMES
+    from edge.synthetic_scene import CLASS_NAMES
     from train.config import ModelConfig
     from train.model import build_ssd
     from train.rundir import RunDir

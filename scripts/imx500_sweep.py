@@ -28,7 +28,7 @@ def measure(alpha: float, size: int, calibration_images: int) -> dict:
     import numpy as np
 
     from convert import imx500
-    from edge.shapes import CLASS_NAMES, generate_scene
+    from edge.synthetic_scene import CLASS_NAMES, generate_scene
     from train.config import ModelConfig
     from train.model import build_ssd
 

@@ -2,10 +2,10 @@
 
 ``python -m train.synthetic --out DIR --num-images N --seed S`` writes::
 
-    DIR/JPEGImages/000000.jpg            RGB scenes from ``edge.shapes``
+    DIR/JPEGImages/000000.jpg            RGB scenes from ``edge.synthetic_scene``
     DIR/Annotations/000000.xml           VOC XML, bndbox in 1-based inclusive pixel coordinates
     DIR/ImageSets/Main/train.txt|val.txt image ids, one per line
-    DIR/labels.txt                       class names, one per line (``edge.shapes.CLASS_NAMES``)
+    DIR/labels.txt                       class names, one per line (``edge.synthetic_scene.CLASS_NAMES``)
     DIR/synthetic.json                   the arguments it was made with (written last)
 
 Image ``i`` is drawn from its own RNG seeded by ``(seed, i)``, so the same arguments give
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.shapes import CLASS_NAMES, Scene, generate_scene
+from edge.synthetic_scene import CLASS_NAMES, Scene, generate_scene
 
 log = logging.getLogger(__name__)
 

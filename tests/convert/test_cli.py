@@ -13,7 +13,7 @@ from convert.accuracy import AccuracyGateError, VariantResult, check_gate, forma
 from convert.cli import main
 from edge.atomic import atomic_write_bytes
 from edge.metadata import read_metadata
-from edge.shapes import CLASS_NAMES
+from edge.synthetic_scene import CLASS_NAMES
 from tests.convert.conftest import build_tiny_detector
 from train.config import ModelConfig
 

@@ -11,7 +11,7 @@ import pytest
 from convert.cli import main
 from edge.labels import parse_labels
 from edge.metadata import read_metadata
-from edge.shapes import CLASS_NAMES
+from edge.synthetic_scene import CLASS_NAMES
 from tests.convert.conftest import build_tiny_detector
 from train.config import ModelConfig
 

@@ -23,7 +23,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from convert.converter import convert
-    from edge.shapes import CLASS_NAMES
+    from edge.synthetic_scene import CLASS_NAMES
     from train.config import ModelConfig
     from train.model import build_ssd
 

@@ -74,7 +74,7 @@ def test_edge_package_imports_without_tensorflow() -> None:
         "edge.system",
         "edge.cli",
         "edge.metrics",
-        "edge.shapes",
+        "edge.synthetic_scene",
         "edge.metadata",
         "edge.postprocess",
     ]

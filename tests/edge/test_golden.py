@@ -1,6 +1,6 @@
 """The committed demo model on golden synthetic frames: detections match the ground truth by IoU.
 
-Golden frames are rendered deterministically from fixed seeds with ``edge.shapes`` (1-3 shapes of
+Golden frames are rendered deterministically from fixed seeds with ``edge.synthetic_scene`` (1-3 shapes of
 25-60 % of the frame, 320x240, the dataset's backgrounds). The committed demo model (alpha 0.5 at 224,
 val mAP@0.5 0.918, ``models/demo_int8.accuracy.md``) measured recall 0.96 (80/83) / precision 0.78
 (80/102) here at score 0.2 (0.92 / 0.93 at score 0.5); the floors sit below that, so a regression in the
@@ -14,7 +14,7 @@ import pytest
 
 from edge import Detector
 from edge.boxes import iou_matrix, pixels_to_normalized
-from edge.shapes import CLASS_NAMES, generate_scene
+from edge.synthetic_scene import CLASS_NAMES, generate_scene
 
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo_int8.tflite"
 GOLDEN_SEEDS = range(40)

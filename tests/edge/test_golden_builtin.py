@@ -17,7 +17,7 @@ from edge import Detector
 from edge.boxes import iou_matrix, pixels_to_normalized
 from edge.labels import parse_labels
 from edge.runtime import load_interpreter
-from edge.shapes import CLASS_NAMES
+from edge.synthetic_scene import CLASS_NAMES
 from tests.edge.test_golden import golden_frames
 
 BUILTIN_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo_int8_builtin.tflite"

@@ -51,7 +51,7 @@ def _args(tmp_path: Path, *extra: str):
 def int8_model(tmp_path_factory) -> Path:
     """A tiny untrained int8 model (alpha 0.25, 96x96) from the real converter, calibrated on synthetic scenes."""
     from convert.converter import convert
-    from edge.shapes import CLASS_NAMES
+    from edge.synthetic_scene import CLASS_NAMES
     from scripts import bench_sweep as sweep
     from train.config import ModelConfig
     from train.model import build_ssd

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.shapes import CLASS_NAMES
+from edge.synthetic_scene import CLASS_NAMES
 from train import synthetic
 from train.datasets import load_dataset
 

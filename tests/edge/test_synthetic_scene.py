@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from edge import shapes
-from edge.shapes import CLASS_NAMES, SceneObject, random_background, random_objects, random_scene, render_scene
+from edge import synthetic_scene
+from edge.synthetic_scene import CLASS_NAMES, SceneObject, random_background, random_objects, random_scene, render_scene
 
 H, W = 120, 160
 
@@ -27,11 +27,13 @@ def test_class_names():
 
 
 def test_edge_module_does_not_import_tensorflow():
-    code = "import sys, edge.shapes; sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)"
+    code = (
+        "import sys, edge.synthetic_scene; sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-@pytest.mark.parametrize("kind", shapes._BACKGROUNDS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("kind", synthetic_scene._BACKGROUNDS, ids=lambda f: f.__name__)
 def test_every_background_kind_is_rgb_uint8_and_not_flat(kind):
     image = kind(np.random.default_rng(1), H, W)
     assert image.shape == (H, W, 3) and image.dtype == np.uint8
@@ -83,8 +85,8 @@ def test_occlusion_shrinks_box_and_drops_hidden_objects():
     cover = SceneObject(class_id=2, center_x=80, center_y=60, size=60 * 1.4142, angle=0, color=(0, 0, 255))
     boxes = render_scene(_black(), [left, cover]).boxes
     assert len(boxes) == 2
-    assert shapes.render_scene(_black(), [left, cover]).occluded.tolist() == [True, False]
-    assert shapes.render_scene(_black(), [cover, left]).occluded.tolist() == [True, False]
+    assert synthetic_scene.render_scene(_black(), [left, cover]).occluded.tolist() == [True, False]
+    assert synthetic_scene.render_scene(_black(), [cover, left]).occluded.tolist() == [True, False]
     assert boxes[0][3] == pytest.approx(50 / W, abs=1.01 / W)  # left square ends where the cover starts
     assert boxes[0][1] == pytest.approx(30 / W, abs=1.01 / W)
     # same pair with a stricter visibility threshold: the left square (1/3 visible) is dropped
@@ -101,7 +103,7 @@ def test_truncation_at_border_min_visible_and_difficult():
     mostly_out = SceneObject(class_id=0, center_x=-20, center_y=90, size=60, color=(255, 255, 255))
     sliver = SceneObject(class_id=0, center_x=W + 27, center_y=30, size=60, color=(255, 255, 255))
     inside = SceneObject(class_id=0, center_x=90, center_y=80, size=60, color=(255, 255, 255))
-    scene = shapes.render_scene(_black(), [half_out, mostly_out, sliver, inside])
+    scene = synthetic_scene.render_scene(_black(), [half_out, mostly_out, sliver, inside])
     # a circle of diameter 60 cut at x=0: half visible; center 20 px outside: a 10 px cap, 11 %; 27 px out: 2 %
     assert list(scene.kept) == [0, 1, 3] and scene.truncated.tolist() == [True, True, False]
     assert scene.visible.tolist() == pytest.approx([0.5, 0.11, 1.0], abs=0.03)
@@ -123,7 +125,7 @@ def test_random_scenes_cover_sizes_truncation_and_occlusion():
     rng = np.random.default_rng(0)
     widths, truncated, occluded, classes = [], 0, 0, set()
     for _ in range(150):
-        scene = shapes.generate_scene(rng, 240, 320)
+        scene = synthetic_scene.generate_scene(rng, 240, 320)
         assert scene.image.shape == (240, 320, 3) and scene.image.dtype == np.uint8
         boxes = scene.boxes
         assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 1) and np.all(boxes[:, 2:] > boxes[:, :2])
@@ -157,3 +159,34 @@ def test_random_objects_validates_arguments():
         SceneObject(class_id=9, center_x=0, center_y=0, size=10)
     with pytest.raises(ValueError, match="uint8"):
         render_scene(np.zeros((H, W, 3), np.float32), [])
+
+
+def test_moving_scene_moves_scales_rotates_and_bounces_off_the_border():
+    obj = SceneObject(class_id=2, center_x=150.0, center_y=60.0, size=40.0, angle=10.0)
+    # vx 100 px/s, vy -20 px/s, +50 % size per second, 30 degrees per second
+    scene = synthetic_scene.MovingScene(_black(), [obj], np.array([[100.0, -20.0, 0.5, 30.0]]))
+    scene.step(0.2)  # x would reach 170 > W = 160: clamped to the border, vx reversed
+    (moved,) = scene.objects
+    assert (moved.center_x, moved.center_y) == (W, pytest.approx(56.0))
+    assert moved.size == pytest.approx(44.0) and moved.angle == pytest.approx(16.0)
+    assert scene.motion[0].tolist() == [-100.0, -20.0, 0.5, 30.0]
+    scene.step(1.0)  # x back to 60; size 44 * 1.5 = 66, under the largest (0.7 * H = 84)
+    (moved,) = scene.objects
+    assert moved.center_x == pytest.approx(60.0) and moved.size == pytest.approx(66.0)
+    scene.step(1.0)  # 66 * 1.5 = 99 > 84: held at the largest size, growth reversed
+    assert scene.objects[0].size == pytest.approx(0.7 * H) and scene.motion[0, 2] == -0.5
+    assert scene.render().boxes.shape == (1, 4)
+
+
+def test_moving_scene_is_deterministic_for_a_seed():
+    def frames(seed: int) -> list[np.ndarray]:
+        scene = synthetic_scene.MovingScene.random(np.random.default_rng(seed), H, W, max_objects=3)
+        images = [scene.render().image]
+        for _ in range(3):
+            scene.step(1 / 30)
+            images.append(scene.render().image)
+        return images
+
+    first = frames(7)
+    assert all(np.array_equal(a, b) for a, b in zip(first, frames(7), strict=True))
+    assert not np.array_equal(first[0], first[-1]), "objects should move"

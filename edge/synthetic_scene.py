@@ -1,7 +1,8 @@
-"""Synthetic detection scenes: coloured geometric shapes on varied backgrounds (NumPy + OpenCV only).
+"""The synthetic scene renderer: coloured geometric shapes on varied backgrounds, and their motion (NumPy + OpenCV).
 
-Used by ``train.synthetic`` (the built-in dataset) and by the edge's synthetic camera, so this
-module must never import TensorFlow.
+Still scenes (``generate_scene``) make the built-in dataset (``train.synthetic``); a ``MovingScene`` (shapes that
+move, scale and rotate) is the world the edge's synthetic camera (``edge.sources.SyntheticSource``) films. It is
+edge code that training imports, so it must never import TensorFlow.
 
 Conventions:
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -408,3 +410,78 @@ def random_scene(
     class_ids int32 (K,))``. Deterministic for a given ``rng`` state."""
     scene = generate_scene(rng, height, width, max_objects, min_size_frac, max_size_frac)
     return scene.image, scene.boxes, scene.class_ids
+
+
+# ----------------------------------------------------------------------------- motion
+
+
+@dataclasses.dataclass(eq=False)
+class MovingScene:
+    """The synthetic camera's world: ``objects`` over a fixed ``background`` (uint8 RGB ``(H, W, 3)``) that move,
+    scale and rotate over time, bouncing off the frame's borders and off their size limits.
+
+    ``motion``: float64 ``(K, 4)``, one row per object: ``vx``, ``vy`` pixels per second, relative size change per
+    second, degrees per second. ``step(dt)`` advances the objects by ``dt`` seconds; ``render()`` draws them.
+    """
+
+    background: np.ndarray
+    objects: list[SceneObject]
+    motion: np.ndarray
+
+    MIN_SIZE_FRAC: ClassVar[float] = 0.1
+    """Smallest ``size`` an object shrinks to, as a fraction of the shorter side; it grows again from there."""
+    MAX_SIZE_FRAC: ClassVar[float] = 0.7
+    """Largest ``size`` an object grows to, as a fraction of the shorter side; it shrinks again from there."""
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, height: int, width: int, max_objects: int = 5) -> MovingScene:
+        """A random background, 1..``max_objects`` objects over it and a random motion for each."""
+        background = random_background(rng, height, width)
+        objects = random_objects(
+            rng,
+            height,
+            width,
+            max_objects=max_objects,
+            min_size_frac=0.15,
+            max_size_frac=0.6,
+            background=background,
+            truncation_prob=0.1,
+        )
+        speed = 0.25 * min(width, height)  # pixels per second
+        count = len(objects)
+        motion = np.stack(
+            [
+                rng.uniform(-speed, speed, count),  # vx
+                rng.uniform(-speed, speed, count),  # vy
+                rng.uniform(-0.35, 0.35, count),  # relative size change per second
+                rng.uniform(-60, 60, count),  # degrees per second
+            ],
+            axis=-1,
+        )
+        return cls(background, objects, motion)
+
+    def step(self, dt: float) -> None:
+        """Move, scale and rotate every object by ``dt`` seconds; an object that reaches the frame's border or a
+        size limit reverses that component of its motion."""
+        height, width = self.background.shape[:2]
+        short = min(width, height)
+        smallest, largest = self.MIN_SIZE_FRAC * short, self.MAX_SIZE_FRAC * short
+        moved = []
+        for k, obj in enumerate(self.objects):
+            vx, vy, growth, spin = self.motion[k]
+            size = float(np.clip(obj.size * (1 + growth * dt), smallest, largest))
+            if size in (smallest, largest):
+                self.motion[k, 2] = -growth
+            cx, cy = obj.center_x + vx * dt, obj.center_y + vy * dt
+            if not 0 <= cx <= width:
+                self.motion[k, 0] = -vx
+                cx = float(np.clip(cx, 0, width))
+            if not 0 <= cy <= height:
+                self.motion[k, 1] = -vy
+                cy = float(np.clip(cy, 0, height))
+            moved.append(dataclasses.replace(obj, center_x=cx, center_y=cy, size=size, angle=obj.angle + spin * dt))
+        self.objects = moved
+
+    def render(self) -> Scene:
+        """The objects drawn in their current place over the background, with ground truth (``render_scene``)."""
+        return render_scene(self.background, self.objects)
