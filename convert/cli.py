@@ -198,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
     from convert.calibration import calibration_images
     from convert.converter import convert
     from convert.interop import RPICAM_INPUT_SIZE, resize_detector
-    from edge.metadata import embed_metadata, read_metadata
+    from convert.metadata_writer import embed_metadata
+    from edge.metadata import read_metadata
 
     postprocess, options = resolve_postprocess(args)
     run_dir, checkpoint = resolve_run(args.run)

@@ -44,14 +44,20 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from convert.metadata_writer import embed_metadata, pack_model
 from edge.anchors import ANCHOR_CODE_VERSION
-from edge.metadata import BUILTIN_OUTPUTS, ModelMetadata, anchors_sha256, embed_metadata, pack_model
+from edge.metadata import (
+    BUILTIN_OUTPUTS,
+    POSTPROCESS_MODES,
+    QUANTIZATION_MODES,
+    ModelMetadata,
+    anchors_sha256,
+)
 from train.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-QUANT_MODES = ("float32", "float16", "dynamic", "int8")
-POSTPROCESS_MODES = ("numpy", "builtin")
+QUANT_MODES = QUANTIZATION_MODES
 RAW_OUTPUTS = ("box_deltas", "class_scores")
 SIGNATURE_KEY = "serving_default"
 BUILTIN_SIGNATURE_NAMES = {"output_0": "count", "output_1": "scores", "output_2": "classes", "output_3": "boxes"}

@@ -2,7 +2,7 @@
 
 Per-channel int8 carries a float32 scale and an int64 zero point per output channel of every weight
 and bias tensor; on the depthwise-heavy MobileNet-SSD that overhead alone is ~10 % of the int8 file.
-``edge.metadata.pack_model`` stores each distinct vector once (all zero points of a given channel count
+``convert.metadata_writer.pack_model`` stores each distinct vector once (all zero points of a given channel count
 share one copy) and ``convert.converter.shorten_tensor_names`` drops the fused-op name lists.
 """
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from convert.converter import convert, shorten_tensor_names
-from edge.metadata import TFLITE_IDENTIFIER, pack_model, read_metadata
+from convert.metadata_writer import pack_model
+from edge.metadata import TFLITE_IDENTIFIER, read_metadata
 from tests.convert.conftest import LABELS, build_tiny_detector, run_tflite
 from train.config import ModelConfig
 

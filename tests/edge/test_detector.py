@@ -139,7 +139,7 @@ def test_model_without_metadata(tiny_models, tmp_path):
 
 
 def test_metadata_that_does_not_match_the_outputs(tiny_models, tmp_path):
-    from edge.metadata import embed_metadata
+    from convert.metadata_writer import embed_metadata
 
     data = tiny_models["float32"].read_bytes()
     metadata = read_metadata(data)

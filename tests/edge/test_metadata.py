@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convert.metadata_writer import embed_metadata
 from edge.anchors import ANCHOR_CODE_VERSION, AnchorConfig, generate_anchors
 from edge.metadata import (
     METADATA_NAME,
     MetadataError,
     ModelMetadata,
     anchors_sha256,
-    embed_metadata,
     read_metadata,
     read_metadata_buffers,
 )

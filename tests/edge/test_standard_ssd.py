@@ -94,7 +94,7 @@ def build_standard_ssd(order: tuple[str, ...] = TF1, signature: bool = False, ui
     import tensorflow as tf
     from ai_edge_litert import schema_py_generated as schema
 
-    from edge.metadata import pack_model
+    from convert.metadata_writer import pack_model
 
     serve = _ssd_module(signature_names=signature)
     with tempfile.TemporaryDirectory() as folder:
@@ -228,8 +228,8 @@ def _tflite_metadata(mean: float, std: float, labels_file: str) -> bytes:
 
 
 def test_labels_and_normalization_from_tflite_metadata(tmp_path, capsys):
+    from convert.metadata_writer import embed_metadata
     from edge.cli import main
-    from edge.metadata import embed_metadata
 
     model = embed_metadata(build_standard_ssd(TF2), _tflite_metadata(127.5, 127.5, "labelmap.txt"), "TFLITE_METADATA")
     archive = io.BytesIO()
