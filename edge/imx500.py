@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.detector import Detections
 from edge.sources import Frame, FrameSource, SourceError, SourceUnavailable, picamera2_array_to_rgb
+from edge.sources.picamera2 import capture_one, open_camera, stop_and_close
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,10 @@ class Imx500Source(FrameSource):
         intrinsics: str | Path | None = None,
         score_threshold: float = 0.5,
         max_detections: int = 100,
+        capture_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(f"imx500:{network}")
+        self.capture_timeout_s = capture_timeout_s  # as Picamera2Source: a stalled camera raises, it never blocks
         self.network_file = Path(network)
         self.network = Imx500Network.load(intrinsics or self.network_file.with_name(INTRINSICS_FILE))
         self.resolution = resolution
@@ -137,7 +140,7 @@ class Imx500Source(FrameSource):
                 "come from different conversions"
             )
         imx500.show_network_fw_progress_bar()
-        camera = Picamera2(imx500.camera_num)
+        camera = open_camera(Picamera2, imx500.camera_num, "imx500")
         try:
             controls = {"FrameRate": float(self.fps)} if self.fps else {}
             config = camera.create_preview_configuration(
@@ -153,15 +156,12 @@ class Imx500Source(FrameSource):
         self._imx500, self._camera = imx500, camera
 
     def _read(self) -> Frame:
-        try:
-            request = self._camera.capture_request()
-            try:
-                array = request.make_array("main")
-                metadata = request.get_metadata()
-            finally:
-                request.release()
-        except Exception as exc:
-            raise SourceUnavailable(f"imx500 camera: capture failed ({exc})") from exc
+        array, metadata = capture_one(
+            self._camera,
+            self.capture_timeout_s,
+            "imx500 camera",
+            lambda request: (request.make_array("main"), request.get_metadata()),
+        )
         timestamp = time.monotonic()
         image = picamera2_array_to_rgb(array, *self._stream)
         return Frame(image=image, timestamp=timestamp, index=0, sensor=self._sensor_result(metadata))
@@ -190,11 +190,7 @@ class Imx500Source(FrameSource):
 
     def _close(self) -> None:
         camera, self._camera, self._imx500 = self._camera, None, None
-        if camera is not None:
-            try:
-                camera.stop()
-            finally:
-                camera.close()
+        stop_and_close(camera)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -7,12 +7,15 @@ the real picamera2 package, which this module's name does not shadow.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from edge.image import convert_to_rgb
 from edge.sources.base import Frame, FrameSource, SourceError, SourceUnavailable
+
+T = TypeVar("T")
 
 PICAMERA2_CHANNEL_ORDER = {"RGB888": "BGR", "BGR888": "RGB", "XRGB8888": "BGR", "XBGR8888": "RGB"}
 """picamera2 (libcamera/DRM) format name -> the byte order of its pixels in memory (picamera2 manual, appendix A):
@@ -74,6 +77,44 @@ def _camera_busy(error: BaseException) -> bool:
     return False
 
 
+def open_camera(picamera2_class: Any, camera_num: int, what: str) -> Any:
+    """``picamera2_class(camera_num)`` with its failures named: a camera another process holds is a ``SourceError``
+    naming the deployed service; a missing one is ``SourceUnavailable`` (retried). ``what``: e.g. "picamera2"."""
+    try:
+        return picamera2_class(camera_num)
+    except (IndexError, RuntimeError, OSError) as exc:
+        if _camera_busy(exc):
+            raise SourceError(
+                f"{what} camera {camera_num}: in use by another process, most likely the deployed "
+                f"camera service {CAMERA_SERVICE}.service (stop it with: sudo systemctl stop {CAMERA_SERVICE})"
+            ) from exc
+        raise SourceUnavailable(f"{what} camera {camera_num}: not available ({exc})") from exc
+
+
+def capture_one(camera: Any, timeout_s: float, where: str, take: Callable[[Any], T]) -> T:
+    """One ``capture_request(wait=timeout_s)``: ``take(request)`` reads what it needs, then the request is released
+    (also on error). A camera that delivers nothing for ``timeout_s`` or fails raises ``SourceUnavailable``."""
+    try:
+        request = camera.capture_request(wait=timeout_s)
+        try:
+            return take(request)
+        finally:
+            request.release()
+    except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError since Python 3.11
+        raise SourceUnavailable(f"{where}: no frame within {timeout_s:g} s") from exc
+    except Exception as exc:
+        raise SourceUnavailable(f"{where}: capture failed ({exc})") from exc
+
+
+def stop_and_close(camera: Any) -> None:
+    """``camera.stop()`` then ``camera.close()``, closing even when stopping fails; ``None`` is a no-op."""
+    if camera is not None:
+        try:
+            camera.stop()
+        finally:
+            camera.close()
+
+
 class Picamera2Source(FrameSource):
     """The Raspberry Pi camera through picamera2.
 
@@ -119,15 +160,7 @@ class Picamera2Source(FrameSource):
                 "source 'picamera2': the picamera2 package is not installed (on Raspberry Pi OS: "
                 "sudo apt install python3-picamera2, and create the venv with --system-site-packages)"
             ) from exc
-        try:
-            camera = Picamera2(self.camera_num)
-        except (IndexError, RuntimeError, OSError) as exc:
-            if _camera_busy(exc):
-                raise SourceError(
-                    f"picamera2 camera {self.camera_num}: in use by another process, most likely the deployed "
-                    f"camera service {CAMERA_SERVICE}.service (stop it with: sudo systemctl stop {CAMERA_SERVICE})"
-                ) from exc
-            raise SourceUnavailable(f"picamera2 camera {self.camera_num}: not available ({exc})") from exc
+        camera = open_camera(Picamera2, self.camera_num, "picamera2")
         try:
             kwargs: dict[str, Any] = {"main": {"size": tuple(self.resolution), "format": "RGB888"}}
             if self.lores is not None:
@@ -149,29 +182,19 @@ class Picamera2Source(FrameSource):
 
     def _read(self) -> Frame:
         names = ("main", "lores") if self.lores is not None else ("main",)
-        try:
-            request = self._camera.capture_request(wait=self.capture_timeout_s)
-            try:
-                arrays = {name: request.make_array(name) for name in names}
-            finally:
-                request.release()
-        except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError since Python 3.11
-            raise SourceUnavailable(
-                f"picamera2 camera {self.camera_num}: no frame within {self.capture_timeout_s:g} s"
-            ) from exc
-        except Exception as exc:
-            raise SourceUnavailable(f"picamera2 camera {self.camera_num}: capture failed ({exc})") from exc
+        arrays = capture_one(
+            self._camera,
+            self.capture_timeout_s,
+            f"picamera2 camera {self.camera_num}",
+            lambda request: {name: request.make_array(name) for name in names},
+        )
         timestamp = time.monotonic()
         images = {name: picamera2_array_to_rgb(arrays[name], *self._streams[name]) for name in names}
         return Frame(image=images["main"], timestamp=timestamp, index=0, inference_image=images.get("lores"))
 
     def _close(self) -> None:
         camera, self._camera = self._camera, None
-        if camera is not None:
-            try:
-                camera.stop()
-            finally:
-                camera.close()
+        stop_and_close(camera)
 
     def describe(self) -> dict[str, Any]:
         return {
