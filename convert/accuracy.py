@@ -48,14 +48,6 @@ class AccuracyGateError(RuntimeError):
     """The quantized model lost more mAP@0.5 than allowed."""
 
 
-def dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
-    """Integer TFLite output -> float32 ``(q - zero_point) * scale``; float outputs pass through as float32."""
-    scale, zero_point = detail["quantization"]
-    if np.issubdtype(array.dtype, np.integer) and scale:
-        return (array.astype(np.float32) - zero_point) * np.float32(scale)
-    return array.astype(np.float32)
-
-
 def edge_detector(tflite_bytes: bytes, num_threads: int | None = None):
     """The runtime's own ``edge.Detector`` on ``tflite_bytes``: the one way this project runs a TFLite model, so
     the table scores exactly what the edge does (its input quantization, output dequantization and reading)."""

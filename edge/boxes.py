@@ -111,19 +111,28 @@ def pixels_to_normalized(boxes: np.ndarray, height: int, width: int) -> np.ndarr
     ).astype(np.float32)
 
 
-def lores_to_main_pixels(boxes: np.ndarray, lores_hw: tuple[int, int], main_hw: tuple[int, int]) -> np.ndarray:
-    """Pixel ``xmin, ymin, xmax, ymax`` boxes ``(..., 4)`` on a lores image of ``(height, width)`` ``lores_hw``
-    -> the same boxes (float32) on the main image of ``main_hw`` taken at the same instant.
+def lores_window(lores_hw: tuple[int, int], main_hw: tuple[int, int]) -> np.ndarray:
+    """The part of the main image a lores image shows: ``(4,)`` float32 normalized ``ymin, xmin, ymax, xmax`` of main.
 
-    Assumption (picamera2 / libcamera on the Pi): both streams come from one ISP input, and a lores stream whose
-    aspect ratio differs from main's is cropped to keep its own aspect ratio, so lores shows the largest centred
-    crop of main's field of view with lores' aspect ratio, scaled to lores' size. With equal aspect ratios this
-    is a plain scale; boxes inside the lores image land inside that crop of main.
+    ``lores_hw``/``main_hw`` are ``(height, width)`` of two streams taken at the same instant. Assumption
+    (picamera2 / libcamera on the Pi): both streams come from one ISP input, and a lores stream whose aspect
+    ratio differs from main's is cropped to keep its own aspect ratio, so lores shows the largest centred crop of
+    main's field of view with lores' aspect ratio. Equal aspect ratios give the whole image ``[0, 0, 1, 1]``.
     """
-    boxes = _check_boxes(boxes, "boxes")
     lores_height, lores_width = lores_hw
     main_height, main_width = main_hw
     scale = min(main_width / lores_width, main_height / lores_height)
-    offset_x = (main_width - lores_width * scale) / 2
-    offset_y = (main_height - lores_height * scale) / 2
-    return (boxes * scale + np.array([offset_x, offset_y, offset_x, offset_y])).astype(np.float32)
+    margin_y = (1.0 - lores_height * scale / main_height) / 2
+    margin_x = (1.0 - lores_width * scale / main_width) / 2
+    return np.array([margin_y, margin_x, 1.0 - margin_y, 1.0 - margin_x], dtype=np.float32)
+
+
+def boxes_in_window_to_image(boxes: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Normalized ``ymin, xmin, ymax, xmax`` boxes ``(..., 4)`` relative to ``window`` -> the same boxes (float32)
+    normalized to the whole image, where ``window`` ``(4,)`` is normalized ``ymin, xmin, ymax, xmax`` of that image
+    (e.g. ``lores_window``). The whole-image window ``[0, 0, 1, 1]`` leaves boxes unchanged."""
+    boxes = _check_boxes(boxes, "boxes")
+    ymin, xmin, ymax, xmax = (float(v) for v in window)
+    origin = np.array([ymin, xmin, ymin, xmin], dtype=np.float32)
+    size = np.array([ymax - ymin, xmax - xmin, ymax - ymin, xmax - xmin], dtype=np.float32)
+    return (boxes * size + origin).astype(np.float32)

@@ -1,4 +1,4 @@
-"""``Detector``: RGB frame -> TFLite SSD -> detections in frame pixels. NumPy + a TFLite runtime (+ OpenCV to resize).
+"""``Detector``: RGB frame -> TFLite SSD -> ``Detections``. NumPy + a TFLite runtime (+ OpenCV to resize).
 
 Everything about the model (labels, input size and dtype, anchors, variances, output indices,
 quantization, built-in or NumPy post-processing) comes from the metadata embedded in the
@@ -31,11 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class Detections:
-    """Detections in one frame.
+    """Detections in one frame, in the canonical box format.
 
-    ``boxes`` ``(K, 4)`` float32 pixel ``xmin, ymin, xmax, ymax`` in the frame, ``scores`` ``(K,)``
-    float32, ``class_ids`` ``(K,)`` int32 0-based indices into ``labels`` (background excluded),
-    best first; ``*_ms`` are the stage times that produced them.
+    ``boxes`` ``(K, 4)`` float32 normalized ``ymin, xmin, ymax, xmax`` in [0, 1] of the frame (as TFLite SSD
+    outputs and ``edge.boxes``), ``scores`` ``(K,)`` float32, ``class_ids`` ``(K,)`` int32 0-based indices into
+    ``labels`` (background excluded), best first; ``frame_size`` ``(height, width)`` of the frame, which
+    ``pixel_boxes`` uses; ``*_ms`` are the stage times that produced them.
     """
 
     boxes: np.ndarray
@@ -50,6 +51,14 @@ class Detections:
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def pixel_boxes(self, frame_size: Sequence[int] | None = None) -> np.ndarray:
+        """``(K, 4)`` float32 pixel ``xmin, ymin, xmax, ymax`` in a frame of ``frame_size`` ``(height, width)``
+        (default: ``self.frame_size``; e.g. the main stream's size for detections made on lores)."""
+        height, width = (self.frame_size if frame_size is None else frame_size)[:2]
+        if not (height and width):
+            raise ValueError("Detections.pixel_boxes: no frame size (pass frame_size=(height, width))")
+        return normalized_to_pixels(self.boxes, int(height), int(width))
 
     @property
     def names(self) -> list[str]:
@@ -73,7 +82,7 @@ def _dequantize(values: np.ndarray, quantization: tuple[float, int]) -> np.ndarr
 class Detector:
     """Run an SSD ``.tflite`` on RGB frames: ours, or a standard SSD someone else made.
 
-    ``Detector(model_path)(frame)`` -> :class:`Detections` in frame pixels. Our models describe themselves
+    ``Detector(model_path)(frame)`` -> :class:`Detections` of that frame. Our models describe themselves
     (``edge.metadata``). A model without that metadata runs when it is a standard SSD with
     ``TFLite_Detection_PostProcess`` outputs (``edge.standard_ssd``: TF1 zoo ``detect.tflite``, TF2 OD API
     exports, Coral models): ``labels`` (a list of names or a labels file path) unless its TFLite metadata
@@ -330,7 +339,8 @@ class Detector:
                 num_classes=len(self.labels),
             )
         height, width = int(frame_size[0]), int(frame_size[1])
-        return Detections(normalized_to_pixels(boxes, height, width), scores, class_ids, self.labels, (height, width))
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        return Detections(boxes, scores, class_ids, self.labels, (height, width))
 
     def __call__(self, frame: np.ndarray) -> Detections:
         """Detect objects in one RGB uint8 frame ``(H, W, 3)`` (also ``(H, W)``, ``(H, W, 1)``, ``(H, W, 4)``)."""

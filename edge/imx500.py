@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.boxes import pixels_to_normalized
 from edge.detector import Detections
 from edge.sources import Frame, FrameSource, SourceError, SourceUnavailable, picamera2_array_to_rgb
 from edge.sources.picamera2 import capture_one, open_camera, stop_and_close
@@ -225,10 +226,10 @@ class Imx500Detector:
         return sensor
 
     def postprocess(self, sensor: SensorResult, frame_size: tuple[int, ...]) -> Detections:
-        """``SensorResult`` (already in frame pixels) -> ``Detections`` above ``score_threshold``."""
+        """``SensorResult`` (in frame pixels) -> ``Detections`` above ``score_threshold`` (normalized boxes)."""
         keep = sensor.scores >= self.score_threshold
         height, width = int(frame_size[0]), int(frame_size[1])
-        boxes = np.clip(sensor.boxes[keep], 0, [width, height, width, height]).astype(np.float32)
+        boxes = np.clip(pixels_to_normalized(sensor.boxes[keep], height, width), 0.0, 1.0)
         return Detections(
             boxes,
             sensor.scores[keep],

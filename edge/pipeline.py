@@ -3,7 +3,7 @@
 ```
 capture thread   source.open(), source.read() -> detector.preprocess -> LatestSlot (newest frame wins, drops counted)
 inference thread LatestSlot.take() -> detector.invoke -> bounded hand-off (2 results)
-output thread    detector.postprocess -> boxes to frame pixels -> outputs -> stats (+ mAP on synthetic truth)
+output thread    detector.postprocess -> boxes on the main frame (normalized) -> outputs -> stats (+ mAP on synthetic truth)
 ```
 
 The interpreter never waits for capture or drawing while a newer frame is ready, and frames never queue
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.boxes import lores_to_main_pixels
+from edge.boxes import boxes_in_window_to_image, lores_window
 from edge.outputs import FrameResult, Output
 from edge.sources import Frame, FrameSource, SourceUnavailable
 from edge.stats import PipelineStats, StatusPrinter
@@ -137,8 +137,8 @@ class Pipeline:
     ``duration_s`` seconds or ``stop()``.
 
     ``detector`` follows ``edge.Detector``: ``labels`` and either the preprocess/invoke/postprocess split or
-    ``detector(image RGB uint8) -> detections`` with ``boxes`` ``(K, 4)`` pixel ``xmin, ymin, xmax, ymax``,
-    ``scores``, ``class_ids``. ``evaluator`` (``edge.metrics.DetectionEvaluator``) is fed every frame that has
+    ``detector(image RGB uint8) -> detections`` with ``boxes`` ``(K, 4)`` normalized ``ymin, xmin, ymax, xmax``
+    of that image, ``scores``, ``class_ids`` (``edge.Detections``). ``evaluator`` (``edge.metrics.DetectionEvaluator``) is fed every frame that has
     ground truth. ``status`` prints the live line; ``on_result`` is called after outputs (tests, benchmarks).
     ``stop_event``: share it with a ``ReconnectingSource`` so stopping also ends its retries.
     ``temperature`` (degrees C or None) and ``throttling`` (``edge.system.throttling``) are sampled every
@@ -284,10 +284,10 @@ class Pipeline:
         inference_image = frame.inference_image if frame.inference_image is not None else frame.image
         detections = self.stages.postprocess(job.outputs, inference_image.shape)
         boxes = np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)
+        if frame.inference_image is not None:  # found on lores: the part of main that lores shows
+            boxes = boxes_in_window_to_image(boxes, lores_window(inference_image.shape[:2], frame.image.shape[:2]))
         scores = np.asarray(detections.scores, dtype=np.float32).reshape(-1)
         class_ids = np.asarray(detections.class_ids).reshape(-1)
-        if frame.inference_image is not None:
-            boxes = lores_to_main_pixels(boxes, inference_image.shape[:2], frame.image.shape[:2])
         if not self.labels:
             self.labels = list(getattr(detections, "labels", []))
         job.stage_ms["postprocess"] = (time.perf_counter() - start) * 1000.0
@@ -308,17 +308,8 @@ class Pipeline:
             output.write(result)
         job.stage_ms["output"] = (time.perf_counter() - start) * 1000.0
         if self.evaluator is not None and frame.ground_truth is not None:
-            from edge.boxes import pixels_to_normalized
-
-            height, width = frame.image.shape[:2]
-            self.evaluator.add(
-                pixels_to_normalized(boxes, height, width),
-                scores,
-                class_ids,
-                frame.ground_truth.boxes,
-                frame.ground_truth.class_ids,
-                frame.ground_truth.difficult,
-            )
+            truth = frame.ground_truth
+            self.evaluator.add(boxes, scores, class_ids, truth.boxes, truth.class_ids, truth.difficult)
         self.stats.record(job.stage_ms, (time.monotonic() - frame.timestamp) * 1000.0)
         if self.on_result is not None:
             self.on_result(result)

@@ -250,7 +250,7 @@ def write_annotated_frames(model: Path, pngs: Sequence[Path], gif: Path, num_fra
         while (frame := source.read()) is not None:
             detections = detector(frame.image)
             bgr = draw_detections(
-                frame.image, detections.boxes, detections.scores, detections.class_ids, detector.labels
+                frame.image, detections.pixel_boxes(), detections.scores, detections.class_ids, detector.labels
             )
             if frame.ground_truth is not None:  # the synthetic camera's ground truth, thin white
                 height, width = frame.image.shape[:2]

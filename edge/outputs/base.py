@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.boxes import normalized_to_pixels
 from edge.errors import EdgeError
 from edge.outputs.drawing import _label, draw_detections
 
@@ -21,8 +22,9 @@ class OutputError(EdgeError, RuntimeError):
 class FrameResult:
     """One processed frame.
 
-    ``image``: RGB uint8 ``(H, W, 3)``. ``boxes``: ``(K, 4)`` float32 pixel ``xmin, ymin, xmax, ymax`` in
-    ``image``; ``scores`` ``(K,)`` float32; ``class_ids`` ``(K,)`` int 0-based into ``labels``.
+    ``image``: RGB uint8 ``(H, W, 3)``. ``boxes``: ``(K, 4)`` float32 normalized ``ymin, xmin, ymax, xmax`` of
+    ``image`` (the canonical format; ``pixel_boxes()`` gives pixels); ``scores`` ``(K,)`` float32;
+    ``class_ids`` ``(K,)`` int 0-based into ``labels``.
     ``capture_time``: ``time.monotonic()`` at capture; ``wall_time``: ``time.time()`` at result.
     ``stage_ms``: per-stage milliseconds (``edge.stats.STAGES``); ``fps``: rolling FPS when produced.
     """
@@ -39,11 +41,16 @@ class FrameResult:
     fps: float = 0.0
     _annotated: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
+    def pixel_boxes(self) -> np.ndarray:
+        """``(K, 4)`` float32 pixel ``xmin, ymin, xmax, ymax`` in ``image``."""
+        height, width = self.image.shape[:2]
+        return normalized_to_pixels(self.boxes, height, width)
+
     def annotated_bgr(self) -> np.ndarray:
         """The frame with boxes, labels and the FPS overlay, BGR uint8 ``(H, W, 3)`` (drawn once, cached)."""
         if self._annotated is None:
             self._annotated = draw_detections(
-                self.image, self.boxes, self.scores, self.class_ids, self.labels, fps=self.fps
+                self.image, self.pixel_boxes(), self.scores, self.class_ids, self.labels, fps=self.fps
             )
         return self._annotated
 
@@ -56,7 +63,7 @@ class FrameResult:
                 "score": round(float(s), 4),
                 "box": [round(float(v), 1) for v in b],
             }
-            for b, s, c in zip(self.boxes, self.scores, self.class_ids, strict=True)
+            for b, s, c in zip(self.pixel_boxes(), self.scores, self.class_ids, strict=True)
         ]
 
 

@@ -38,7 +38,7 @@ class Frame:
     capture counter of the source. ``ground_truth``: only from the synthetic source. ``inference_image``:
     an optional smaller RGB uint8 image of the same instant for the detector (picamera2's lores stream). Its
     field of view is the largest centred crop of ``image``'s with its own aspect ratio; detections on it map
-    back to ``image`` with ``edge.boxes.lores_to_main_pixels``. ``sensor``: outputs a camera-side accelerator
+    back to ``image`` with ``edge.boxes.lores_window``. ``sensor``: outputs a camera-side accelerator
     already computed for this frame (``edge.imx500.SensorResult``); the pipeline skips preprocessing for it.
     """
 

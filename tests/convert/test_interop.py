@@ -116,9 +116,11 @@ def test_pycoral_objects_agree_with_detector(int8_builtin, calibration_set, tiny
         assert len(objects) == len(detections) > 0
         assert [o[0] for o in objects] == detections.class_ids.tolist()
         np.testing.assert_allclose([o[1] for o in objects], detections.scores, atol=1e-6)
-        ymin, xmin, ymax, xmax = np.clip(np.array([o[2] for o in objects]), 0, 1).T
+        normalized = np.clip(np.array([o[2] for o in objects]), 0, 1)
+        np.testing.assert_allclose(detections.boxes, normalized, atol=1e-6)
+        ymin, xmin, ymax, xmax = normalized.T
         expected = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], axis=1)
-        np.testing.assert_allclose(detections.boxes, expected, atol=1e-3)
+        np.testing.assert_allclose(detections.pixel_boxes(), expected, atol=1e-3)
 
 
 def test_resize_detector_keeps_the_weights():

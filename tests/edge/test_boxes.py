@@ -6,12 +6,13 @@ import pytest
 from edge.anchors import generate_anchors
 from edge.boxes import (
     MAX_LOG_SCALE,
+    boxes_in_window_to_image,
     center_to_corners,
     corners_to_center,
     decode_boxes,
     encode_boxes,
     iou_matrix,
-    lores_to_main_pixels,
+    lores_window,
     normalized_to_pixels,
     pixels_to_normalized,
 )
@@ -65,17 +66,25 @@ def test_wrong_shape_raises():
         corners_to_center(np.zeros((3, 5)))
 
 
-def test_lores_to_main_pixels_hand_computed():
+def _lores_box_on_main(box: np.ndarray, lores_hw: tuple[int, int], main_hw: tuple[int, int]) -> np.ndarray:
+    """Pixel box on lores -> pixel box on main, through the normalized form the runtime keeps."""
+    window = lores_window(lores_hw, main_hw)
+    return normalized_to_pixels(boxes_in_window_to_image(pixels_to_normalized(box, *lores_hw), window), *main_hw)
+
+
+def test_lores_window_hand_computed():
     box = np.array([[10.0, 5.0, 30.0, 25.0]], np.float32)  # pixel xmin, ymin, xmax, ymax on lores
-    # same aspect ratio (100x50 on 400x200): a plain x4 scale
-    assert lores_to_main_pixels(box, (50, 100), (200, 400)).tolist() == [[40.0, 20.0, 120.0, 100.0]]
+    # same aspect ratio (100x50 on 400x200): the whole image, a plain x4 scale
+    assert lores_window((50, 100), (200, 400)).tolist() == [0.0, 0.0, 1.0, 1.0]
+    np.testing.assert_allclose(_lores_box_on_main(box, (50, 100), (200, 400)), [[40.0, 20.0, 120.0, 100.0]], atol=1e-4)
     # wider lores (100x50 = 2:1) on a 4:3 main (400x300): main's centred 400x200 band, scale 4, 50 px above it
-    assert lores_to_main_pixels(box, (50, 100), (300, 400)).tolist() == [[40.0, 70.0, 120.0, 150.0]]
+    np.testing.assert_allclose(lores_window((50, 100), (300, 400)), [1 / 6, 0.0, 5 / 6, 1.0], atol=1e-6)
+    np.testing.assert_allclose(_lores_box_on_main(box, (50, 100), (300, 400)), [[40.0, 70.0, 120.0, 150.0]], atol=1e-4)
     # square lores (50x50) on 16:9 main (320x180): main's centred 180x180 square, scale 3.6, 70 px to its left
-    np.testing.assert_allclose(lores_to_main_pixels(box, (50, 50), (180, 320)), [[106.0, 18.0, 178.0, 90.0]])
+    np.testing.assert_allclose(_lores_box_on_main(box, (50, 50), (180, 320)), [[106.0, 18.0, 178.0, 90.0]], atol=1e-4)
     # the whole lores image is the crop
-    whole = lores_to_main_pixels(np.array([[0, 0, 100, 50]], np.float32), (50, 100), (300, 400))
-    assert whole.tolist() == [[0.0, 50.0, 400.0, 250.0]]
-    assert lores_to_main_pixels(np.zeros((0, 4), np.float32), (50, 100), (300, 400)).shape == (0, 4)
+    whole = boxes_in_window_to_image(np.array([[0, 0, 1, 1]], np.float32), lores_window((50, 100), (300, 400)))
+    np.testing.assert_allclose(normalized_to_pixels(whole, 300, 400), [[0.0, 50.0, 400.0, 250.0]], atol=1e-4)
+    assert boxes_in_window_to_image(np.zeros((0, 4), np.float32), np.array([0, 0, 1, 1])).shape == (0, 4)
     with pytest.raises(ValueError, match="shape"):
-        lores_to_main_pixels(np.zeros((2, 3)), (50, 100), (300, 400))
+        boxes_in_window_to_image(np.zeros((2, 3)), np.array([0, 0, 1, 1]))

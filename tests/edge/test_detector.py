@@ -24,7 +24,7 @@ def _frame(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["float32", "int8"])
-def test_pixel_boxes_on_odd_frame_sizes(tiny_models, kind):
+def test_boxes_on_odd_frame_sizes(tiny_models, kind):
     # An untrained model scores background ~0.99 everywhere, so threshold 0 makes every anchor a candidate.
     det = Detector(tiny_models[kind], score_threshold=0.0, max_detections=50)
     assert det.labels == LABELS and det.input_size == INPUT_SIZE
@@ -40,18 +40,24 @@ def test_pixel_boxes_on_odd_frame_sizes(tiny_models, kind):
         assert np.all(np.diff(result.scores) <= 0)
         for name in ("preprocess", "invoke", "postprocess"):
             assert result.timings_ms[name] > 0
-        # same detections as decoding the raw outputs by hand, in frame pixels xmin, ymin, xmax, ymax
+        # same detections as decoding the raw outputs by hand: normalized ymin, xmin, ymax, xmax
         outputs = det.invoke(det.preprocess(frame))
         boxes, scores, class_ids = decode_and_nms(
             outputs["box_deltas"][0], outputs["class_scores"][0], det.anchors, 0.0, 0.5, 50
         )
-        expected = np.stack([boxes[:, 1] * width, boxes[:, 0] * height, boxes[:, 3] * width, boxes[:, 2] * height], 1)
-        np.testing.assert_allclose(result.boxes, expected, rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(result.boxes, boxes)
         np.testing.assert_array_equal(result.class_ids, class_ids)
+        # and in frame pixels xmin, ymin, xmax, ymax
+        expected = np.stack([boxes[:, 1] * width, boxes[:, 0] * height, boxes[:, 3] * width, boxes[:, 2] * height], 1)
+        pixels = result.pixel_boxes()
+        np.testing.assert_allclose(pixels, expected, rtol=1e-5, atol=1e-3)
+        assert pixels.dtype == np.float32
         split = det.postprocess(outputs, frame.shape)  # the pipeline passes the whole shape
         np.testing.assert_array_equal(split.boxes, result.boxes)
-        assert np.all(result.boxes[:, 2] >= result.boxes[:, 0]) and np.all(result.boxes[:, 3] >= result.boxes[:, 1])
-        assert result.boxes[:, [0, 2]].max() <= width + 1e-3 and result.boxes[:, [1, 3]].max() <= height + 1e-3
+        np.testing.assert_array_equal(split.pixel_boxes(), pixels)
+        assert np.all(pixels[:, 2] >= pixels[:, 0]) and np.all(pixels[:, 3] >= pixels[:, 1])
+        assert pixels[:, [0, 2]].max() <= width + 1e-3 and pixels[:, [1, 3]].max() <= height + 1e-3
+        assert result.boxes.min() >= 0.0 and result.boxes.max() <= 1.0
 
 
 def test_input_tensor_dtype_and_quantization(tiny_models):
@@ -115,7 +121,8 @@ def test_builtin_postprocess_model(tiny_models):
     assert result.scores.shape == (len(result),) and result.class_ids.dtype == np.int32
     assert np.isfinite(result.boxes).all()
     assert np.all((result.class_ids >= 0) & (result.class_ids < len(LABELS)))
-    assert result.boxes[:, [0, 2]].max(initial=0) <= 300 + 1e-3
+    assert result.pixel_boxes()[:, [0, 2]].max(initial=0) <= 300 + 1e-3
+    assert ((result.boxes >= 0.0) & (result.boxes <= 1.0)).all()
 
 
 def test_corrupt_model_file(tmp_path):
@@ -174,3 +181,13 @@ def test_edge_runs_where_tensorflow_cannot_be_imported(tiny_models):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
+
+
+def test_pixel_boxes_needs_a_frame_size():
+    detections = Detections(
+        np.array([[0.1, 0.2, 0.5, 0.6]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), LABELS
+    )
+    with pytest.raises(ValueError, match="no frame size"):
+        detections.pixel_boxes()
+    # another frame of the same view (e.g. main for detections made on lores)
+    np.testing.assert_allclose(detections.pixel_boxes((100, 200)), [[40.0, 10.0, 120.0, 50.0]])

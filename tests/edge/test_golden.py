@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge import Detector
-from edge.boxes import iou_matrix, pixels_to_normalized
+from edge.boxes import iou_matrix
 from edge.synthetic_scene import CLASS_NAMES, generate_scene
 
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo_int8.tflite"
@@ -48,8 +48,7 @@ def test_detections_match_golden_ground_truth_by_iou(detector):
         total_det += len(result.boxes)
         if not len(result.boxes) or not len(scene.boxes):
             continue
-        boxes = pixels_to_normalized(result.boxes, *scene.image.shape[:2])
-        iou = iou_matrix(boxes, scene.boxes)
+        iou = iou_matrix(result.boxes, scene.boxes)
         same_class = result.class_ids[:, None] == scene.class_ids[None, :]
         hits = (iou >= 0.5) & same_class
         used = np.zeros(len(scene.boxes), bool)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge import Detector
-from edge.boxes import iou_matrix, pixels_to_normalized
+from edge.boxes import iou_matrix
 from edge.labels import parse_labels
 from edge.runtime import load_interpreter
 from edge.synthetic_scene import CLASS_NAMES
@@ -64,7 +64,7 @@ def test_tools_and_detector_agree_on_golden_frames(model_path):
 
         total_gt += len(scene.boxes)
         if len(result) and len(scene.boxes):
-            hits = (iou_matrix(pixels_to_normalized(result.boxes, *scene.image.shape[:2]), scene.boxes) >= 0.5) & (
+            hits = (iou_matrix(result.boxes, scene.boxes) >= 0.5) & (
                 result.class_ids[:, None] == scene.class_ids[None, :]
             )
             matched += int(hits.any(axis=0).sum())

@@ -58,7 +58,7 @@ def test_sensor_detections_match_the_cpu_path(sensor, tiny_models):
         np.testing.assert_array_equal(on_sensor.class_ids, on_cpu.class_ids)
         np.testing.assert_allclose(on_sensor.scores, on_cpu.scores, atol=1e-6)
         # picamera2 maps (x, y, w, h) through integer full-sensor then stream pixels: x + w is off by up to 2 px
-        np.testing.assert_allclose(on_sensor.boxes, on_cpu.boxes, atol=2.5)
+        np.testing.assert_allclose(on_sensor.pixel_boxes(), on_cpu.pixel_boxes(), atol=2.5)
         assert on_sensor.invoke_ms == fake_imx500.DNN_US / 1000
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge import outputs
+from edge.boxes import pixels_to_normalized
 
 LABELS = ["circle", "triangle", "square", "star"]
 
@@ -21,7 +22,7 @@ def _result(index: int = 0, size: tuple[int, int] = (120, 160)) -> outputs.Frame
     return outputs.FrameResult(
         index=index,
         image=image,
-        boxes=np.array([[20.0, 30.0, 80.0, 100.0], [5.0, 5.0, 40.0, 40.0]], np.float32),
+        boxes=pixels_to_normalized(np.array([[20.0, 30.0, 80.0, 100.0], [5.0, 5.0, 40.0, 40.0]], np.float32), *size),
         scores=np.array([0.91, 0.55], np.float32),
         class_ids=np.array([2, 0]),
         labels=LABELS,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge import sources, system
-from edge.boxes import normalized_to_pixels
+from edge.boxes import pixels_to_normalized
 from edge.metrics import DetectionEvaluator
 from edge.outputs import FrameResult, JsonlOutput, Output
 from edge.pipeline import LatestSlot, Pipeline
@@ -64,14 +64,11 @@ class TimedDetector:
 
     def postprocess(self, outputs: float, image_shape: tuple[int, ...]) -> types.SimpleNamespace:
         self._stage("postprocess")
-        height, width = image_shape[:2]
-        return _detections(
-            np.array([[0, 0, width / 2, height / 2]], np.float32), np.array([0.8], np.float32), np.array([1])
-        )
+        return _detections(np.array([[0, 0, 0.5, 0.5]], np.float32), np.array([0.8], np.float32), np.array([1]))
 
 
 class OracleDetector:
-    """Returns the synthetic camera's own ground truth (looked up by image identity) as pixel boxes."""
+    """Returns the synthetic camera's own ground truth (looked up by image identity)."""
 
     labels = LABELS
 
@@ -80,9 +77,7 @@ class OracleDetector:
 
     def __call__(self, image: np.ndarray) -> types.SimpleNamespace:
         gt = self.truth[id(image)]
-        height, width = image.shape[:2]
-        boxes = normalized_to_pixels(gt.boxes, height, width)
-        return _detections(boxes, np.ones(len(boxes), np.float32), gt.class_ids)
+        return _detections(gt.boxes, np.ones(len(gt.boxes), np.float32), gt.class_ids)
 
 
 class RecordingSynthetic(sources.SyntheticSource):
@@ -214,7 +209,8 @@ def test_lores_detections_are_scaled_to_the_main_frame() -> None:
     results: list[FrameResult] = []
     Pipeline(Lores("lores"), TimedDetector(), on_result=results.append).run()
     assert len(results) == 2
-    assert results[0].boxes.tolist() == [[0.0, 0.0, 200.0, 100.0]]  # (50x25 on 100x50) x 4
+    assert results[0].boxes.tolist() == [[0.0, 0.0, 0.5, 0.5]]  # same aspect ratio: normalized boxes unchanged
+    assert results[0].pixel_boxes().tolist() == [[0.0, 0.0, 200.0, 100.0]]  # (50x25 on 100x50) x 4
 
 
 def _marker_pixels(image: np.ndarray) -> list[float]:
@@ -229,7 +225,8 @@ class MarkerDetector:
     labels = LABELS
 
     def __call__(self, image: np.ndarray) -> types.SimpleNamespace:
-        return _detections(np.array([_marker_pixels(image)], np.float32), np.ones(1, np.float32), np.array([0]))
+        boxes = pixels_to_normalized(np.array([_marker_pixels(image)], np.float32), *image.shape[:2])
+        return _detections(boxes, np.ones(1, np.float32), np.array([0]))
 
 
 @pytest.mark.parametrize(
@@ -253,7 +250,7 @@ def test_picamera2_lores_boxes_land_on_the_object_in_main(
     lores_pixel = max(main[0] / lores[0], main[1] / lores[1])
     for result in results:  # the marker moves every frame: boxes from another frame would be far off
         assert result.boxes.shape == (1, 4)
-        np.testing.assert_allclose(result.boxes[0], _marker_pixels(result.image), atol=1.5 * lores_pixel)
+        np.testing.assert_allclose(result.pixel_boxes()[0], _marker_pixels(result.image), atol=1.5 * lores_pixel)
 
 
 def test_image_folder_report_counts_its_images(tmp_path: Path) -> None:

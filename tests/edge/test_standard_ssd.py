@@ -134,7 +134,7 @@ GOLDEN = _frame({(0, 0): (255, 0, 0), (2, 3): (0, 0, 255)})
 def _check_golden(detector: Detector) -> None:
     result = detector(GOLDEN)
     assert result.names == ["red", "blue"] or result.names == ["blue", "red"]
-    by_name = dict(zip(result.names, result.boxes.tolist(), strict=True))
+    by_name = dict(zip(result.names, result.pixel_boxes().tolist(), strict=True))
     np.testing.assert_allclose(by_name["red"], [0, 0, 16, 16], atol=0.5)
     np.testing.assert_allclose(by_name["blue"], [48, 32, 64, 48], atol=0.5)
     assert (result.scores > 0.95).all()
