@@ -128,3 +128,31 @@ def test_intrinsics_errors_name_file_and_field(tmp_path, content, message):
 def test_no_imx500_attached(sensor):
     fake_picamera2.MODEL = "imx708"
     assert cli.main(["run", "--imx500", str(sensor), "--frames", "1", "--quiet"]) == 2
+
+
+def test_stalled_ai_camera_times_out_instead_of_blocking(sensor):
+    """The AI Camera opens and loads its network, then no frame arrives: ``read`` raises within the timeout
+    (picamera2's ``capture_request(wait=)``), naming the camera, and nothing stays held."""
+    import time
+
+    from edge.sources import SourceUnavailable
+
+    source = Imx500Source(sensor, resolution=(64, 48), score_threshold=0.5, capture_timeout_s=0.2)
+    with source:
+        assert source.read() is not None
+        fake_picamera2.STALLED = True
+        start = time.monotonic()
+        with pytest.raises(SourceUnavailable, match=r"no frame within 0.2 s"):
+            source.read()
+        assert time.monotonic() - start < 2.0
+    assert fake_picamera2.instances[-1].held == 0 and fake_picamera2.instances[-1].closed
+
+
+def test_cli_run_with_a_stalled_ai_camera_ends_at_its_deadline(sensor):
+    """The whole CLI in IMX500 mode: a camera that never delivers ends with an error exit, not a hang."""
+    import time
+
+    fake_picamera2.STALLED = True
+    start = time.monotonic()
+    code = cli.main(["run", "--imx500", str(sensor), "--frames", "5", "--quiet", "--source-timeout", "3"])
+    assert code != 0 and time.monotonic() - start < 30
