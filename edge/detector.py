@@ -23,7 +23,7 @@ from edge.boxes import normalized_to_pixels
 from edge.image import frame_as_rgb, resize_rgb
 from edge.labels import parse_labels
 from edge.metadata import METADATA_NAME, MetadataError, ModelMetadata, read_metadata, read_metadata_buffers
-from edge.postprocess import decode_and_nms, decode_yolo, select_detections
+from edge.postprocess import SSDDecoder, decode_yolo, select_detections
 from edge.runtime import ModelLoadError, load_interpreter
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ class Detector:
             if METADATA_NAME in entries:
                 self.metadata: ModelMetadata | None = read_metadata(self.model_path)
                 self.anchors = self.metadata.anchors() if self.metadata.postprocess == "numpy" else None
+                # The per-anchor decode constants, computed once for every frame's post-processing.
+                self._decoder = SSDDecoder(self.anchors, self.metadata.variances) if self.anchors is not None else None
         except MetadataError as exc:
             raise ModelLoadError(str(exc)) from None
         if METADATA_NAME in entries:
@@ -135,7 +137,7 @@ class Detector:
             self.normalization: tuple[np.ndarray, np.ndarray] | None = None
             self.source_description = "edge_ssd_metadata"
         else:
-            self.metadata, self.anchors = None, None
+            self.metadata, self.anchors, self._decoder = None, None, None
             self._describe_standard_ssd(labels, input_mean, input_std)
         self._check_input()
         self._outputs = self._check_outputs()
@@ -311,14 +313,12 @@ class Detector:
         ``frame_size`` is ``(height, width)`` or a whole ``frame.shape`` (``(H, W)`` / ``(H, W, C)``).
         """
         if self.postprocess_mode == "numpy":
-            boxes, scores, class_ids = decode_and_nms(
+            boxes, scores, class_ids = self._decoder(
                 outputs["box_deltas"][0],
                 outputs["class_scores"][0],
-                self.anchors,
                 self.score_threshold,
                 self.iou_threshold,
                 self.max_detections,
-                self.metadata.variances,
             )
         elif self.postprocess_mode == "yolo":
             boxes, scores, class_ids = decode_yolo(

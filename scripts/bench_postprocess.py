@@ -6,8 +6,8 @@ scores (a few with a runner-up class too). The candidates are the (anchor, class
 the threshold, decoded and clipped. Timed, interleaved call by call so that load from other processes
 hits all of them alike:
 
-* ``grouped_nms`` alone, the NMS step ``decode_and_nms`` runs, on those candidates in the order it
-  hands them over (grouped by class, best first: the one sort ``decode_and_nms`` does anyway);
+* ``grouped_nms`` alone (the band of IoU tests and greedy pass ``decode_and_nms`` runs) on those candidates in
+  the order ``decode_and_nms`` sorts them (grouped by class, best first);
 * ``cv2.dnn.NMSBoxesBatched`` alone on the same candidates (it sorts them itself);
 * the same sort followed by ``grouped_nms`` (for reference: our NMS if it had to sort like OpenCV);
 * the whole ``decode_and_nms`` (score filter, top-k, sort, decode, NMS, output order);

@@ -10,7 +10,7 @@ import pytest
 from edge import postprocess
 from edge.anchors import generate_anchors
 from edge.boxes import corners_to_center, decode_boxes, encode_boxes, iou_matrix
-from edge.postprocess import decode_and_nms, grouped_nms, nms
+from edge.postprocess import SSDDecoder, decode_and_nms, grouped_nms, nms
 
 
 def _outputs(boxes: list[list[float]], class_probs: list[dict[int, float]]) -> tuple[np.ndarray, ...]:
@@ -243,6 +243,99 @@ def test_parity_with_tf_per_class_nms(seed):
     assert len(ours) == len(expected)
     np.testing.assert_allclose(np.array(ours), np.array(sorted(expected, key=lambda r: r[:2])), atol=1e-6)
     assert np.all(np.diff(out_scores) <= 0)
+
+
+def _reference_decode_and_nms(deltas, scores, anchors, score_threshold, iou_threshold, max_detections, top_k):
+    """decode_and_nms written plainly: candidates, top-k, greedy NMS class by class, best first."""
+    boxes = decode_boxes(deltas, anchors).clip(0, 1)
+    anchor_index, column = np.nonzero(scores > score_threshold)
+    candidates = sorted(
+        (-float(scores[a, c]), int(a), int(c)) for a, c in zip(anchor_index, column, strict=True) if c > 0
+    )
+    if top_k > 0:
+        candidates = candidates[:top_k]
+    kept = []
+    for c in sorted({c for _, _, c in candidates}):
+        ordered = [k for k in candidates if k[2] == c]
+        rows = [a for _, a, _ in ordered]
+        kept += [ordered[i] for i in _greedy_reference(boxes[rows], -np.array([k[0] for k in ordered]), iou_threshold)]
+    kept = sorted(kept)[:max_detections]
+    rows = [a for _, a, _ in kept]
+    return (
+        boxes[rows].reshape(-1, 4).astype(np.float32),
+        scores[rows, [c for _, _, c in kept]].astype(np.float32),
+        np.array([c - 1 for _, _, c in kept], dtype=np.int32),
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_decode_and_nms_matches_plain_reference(dtype):
+    """Random outputs, ties included (few distinct scores; uint8 as a quantized model gives them)."""
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        n, columns = int(rng.integers(1, 300)), int(rng.integers(2, 7))
+        anchors = np.concatenate([rng.uniform(0, 1, (n, 2)), rng.uniform(0.02, 0.4, (n, 2))], 1).astype(np.float32)
+        deltas = rng.normal(0, 0.6, (n, 4)).astype(np.float32)
+        levels = np.linspace(0, 1, int(rng.integers(3, 40)))
+        scores = rng.choice(levels, (n, columns))
+        scores = (scores * 255).round().astype(np.uint8) if dtype == np.uint8 else scores.astype(dtype)
+        threshold = float(rng.choice([0.0, 0.3, 0.5, levels[1]])) * (255 if dtype == np.uint8 else 1)
+        if dtype == np.float64 and trial % 3 == 0:
+            threshold = -0.1  # negative thresholds take every score
+        iou_threshold = float(rng.uniform(0.2, 0.8))
+        max_detections, top_k = int(rng.integers(1, 60)), int(rng.choice([0, 5, 50, 400]))
+        got = decode_and_nms(deltas, scores, anchors, threshold, iou_threshold, max_detections, pre_nms_top_k=top_k)
+        expected = _reference_decode_and_nms(deltas, scores, anchors, threshold, iou_threshold, max_detections, top_k)
+        for ours, theirs in zip(got, expected, strict=True):
+            assert ours.dtype == theirs.dtype
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_score_filter_edge_cases():
+    deltas, scores, anchors = _outputs([[0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.9, 0.9]], [{0: 0.5}, {1: 0.5}])
+    assert len(decode_and_nms(deltas, scores, anchors, score_threshold=0.5)[0]) == 0  # equal is not above
+    just_below = float(np.nextafter(np.float32(0.5), 0))
+    assert decode_and_nms(deltas, scores, anchors, score_threshold=just_below)[2].tolist() == [0, 1]
+    assert len(decode_and_nms(deltas, scores, anchors, score_threshold=1.0)[0]) == 0  # no candidates
+    # every (anchor, class) pair a candidate, the background never: 2 anchors x 3 classes, none overlapping
+    every = np.full_like(scores, 0.9)
+    boxes, out_scores, class_ids = decode_and_nms(deltas, every, anchors, score_threshold=0.0, max_detections=10)
+    assert class_ids.tolist() == [0, 1, 2, 0, 1, 2]  # equal scores: lower anchor, then lower class first
+    np.testing.assert_allclose(boxes, [[0.1, 0.1, 0.2, 0.2]] * 3 + [[0.5, 0.5, 0.9, 0.9]] * 3, atol=1e-6)
+    assert decode_and_nms(deltas, every, anchors, 0.0, pre_nms_top_k=4)[2].tolist() == [0, 1, 2, 0]
+    assert len(decode_and_nms(deltas, np.full_like(scores, np.nan), anchors, score_threshold=0.0)[0]) == 0
+
+
+def test_decoded_boxes_are_decode_boxes_clipped():
+    """The decoder's own decode gives decode_boxes' values bit for bit, extreme deltas included."""
+    rng = np.random.default_rng(1)
+    anchors = generate_anchors(300)
+    deltas = rng.normal(0, 3, anchors.shape).astype(np.float32)
+    deltas[::7] *= 1e4
+    scores = np.zeros((anchors.shape[0], 2), dtype=np.float32)
+    scores[:, 1] = rng.uniform(0.5, 1, anchors.shape[0])
+    boxes, out_scores, _ = SSDDecoder(anchors)(deltas, scores, 0.0, 1.0, 10_000, pre_nms_top_k=0)
+    order = np.argsort(-scores[:, 1], kind="stable")
+    np.testing.assert_array_equal(out_scores, scores[order, 1])
+    np.testing.assert_array_equal(boxes, decode_boxes(deltas, anchors).clip(0, 1)[order])
+
+
+def test_decode_and_nms_notices_other_or_changed_anchors():
+    deltas, scores, anchors = _outputs([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [{0: 0.9}, {1: 0.8}])
+    before = decode_and_nms(deltas, scores, anchors)[0]
+    moved = anchors.copy()
+    moved[:, :2] += 0.05
+    after = decode_and_nms(deltas, scores, moved)[0]
+    np.testing.assert_allclose(after, before + 0.05, atol=1e-6)
+    np.testing.assert_array_equal(decode_and_nms(deltas, scores, anchors)[0], before)
+    anchors[:, :2] += 0.05  # the same array, changed in place
+    np.testing.assert_array_equal(decode_and_nms(deltas, scores, anchors)[0], after)
+    wider = decode_and_nms(deltas, scores, anchors, variances=(0.1, 0.1, 0.4, 0.4))[0]
+    np.testing.assert_array_equal(wider, SSDDecoder(anchors, (0.1, 0.1, 0.4, 0.4))(deltas, scores)[0])
+    with pytest.raises(ValueError, match="box_deltas"):
+        SSDDecoder(anchors)(deltas[:1], scores)
+    with pytest.raises(ValueError, match="class_scores"):
+        SSDDecoder(anchors)(deltas, scores[:1])
 
 
 def test_select_detections_reads_only_written_valid_slots():
