@@ -18,6 +18,21 @@ except ImportError:  # pragma: no cover - OpenCV is in the runtime requirements;
     cv2 = None
 
 
+def set_opencv_threads(count: int | None) -> int | None:
+    """Set OpenCV's worker pool to ``count`` threads (process-wide); returns the previous count to restore.
+    None (or OpenCV not installed) changes nothing and returns None.
+
+    The edge loop already runs capture, the interpreter and postprocessing in their own threads. OpenCV's pool
+    would split each colour conversion or resize (tens of microseconds on a 640x480 frame) across the cores and
+    then busy-wait for more work, taking CPU time from the interpreter's core (``scripts/bench_pipeline.py``).
+    """
+    if cv2 is None or count is None:
+        return None
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    return previous
+
+
 def swap_red_blue(image: np.ndarray) -> np.ndarray:
     """BGR -> RGB (or RGB -> BGR) of a uint8 ``(H, W, 3)`` image; returns a new contiguous array."""
     if image.ndim != 3 or image.shape[2] != 3:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from edge.boxes import boxes_in_window_to_image, lores_window
+from edge.image import set_opencv_threads
+from edge.memory import keep_freed_frame_memory
 from edge.outputs import FrameResult, Output
 from edge.sources import Frame, FrameSource, SourceUnavailable
 from edge.stats import PipelineStats, StatusPrinter
@@ -39,6 +41,8 @@ SWITCH_INTERVAL_S = 0.0005
 video decoder release the GIL; when one of them returns, its thread waits for the GIL until the thread
 holding it blocks or is asked to switch. At the default, a thread returning from a 0.7 ms invoke could wait
 milliseconds behind Python code in another stage (measured: ``scripts/bench_pipeline.py``)."""
+OPENCV_THREADS = 1
+"""OpenCV's worker pool while the loop runs (``edge.image.set_opencv_threads``): the stages are the parallelism."""
 
 
 class LatestSlot:
@@ -329,8 +333,10 @@ class Pipeline:
         ]
         pumped = [output for output in self.outputs if output.pump_interval_s is not None]
         tick_s = min([0.1] + [output.pump_interval_s for output in pumped])
+        keep_freed_frame_memory()  # frames freed by the output thread are reused by the next capture, not re-faulted
         previous_switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(previous_switch_interval, SWITCH_INTERVAL_S))
+        previous_opencv_threads = set_opencv_threads(OPENCV_THREADS)
         try:
             self._sample_host()  # the first reading before any frame, so /stats never shows a run without one
             sampled_at = time.monotonic()
@@ -363,6 +369,7 @@ class Pipeline:
             if self.status is not None:
                 self.status.finish()
             sys.setswitchinterval(previous_switch_interval)
+            set_opencv_threads(previous_opencv_threads)
         if self._errors:
             raise self._errors[0]
         self.stats.set_dropped(self._slot.dropped)

@@ -511,3 +511,25 @@ def test_the_inference_thread_only_runs_the_interpreter_and_dequantizing_happens
     source = sources.SyntheticSource((64, 48), paced=False, num_frames=5)
     assert Pipeline(source, RawDetector()).run()["frames"] == 5
     assert threads == {"invoke_raw": {"edge-inference"}, "dequantize": {"edge-output"}, "invoke": set()}
+
+
+def test_opencv_runs_single_threaded_during_the_loop_and_is_restored_after() -> None:
+    """The loop's stages are its parallelism: OpenCV's own pool is set to one thread while it runs."""
+    import cv2
+
+    seen: list[int] = []
+
+    class CountingDetector(TimedDetector):
+        def preprocess(self, image: np.ndarray) -> np.ndarray:
+            seen.append(cv2.getNumThreads())
+            return super().preprocess(image)
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        source = sources.SyntheticSource((64, 48), paced=False, num_frames=4)
+        assert Pipeline(source, CountingDetector()).run()["frames"] == 4
+        assert seen == [1, 1, 1, 1]
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(previous)

@@ -60,6 +60,23 @@ def test_video_file_frames_are_rgb_and_stream_ends(mp4_file: Path) -> None:
         assert frame.ground_truth is None
 
 
+@pytest.mark.parametrize("decode_threads", [1, 2, None])
+def test_video_file_frames_are_new_arrays_whatever_the_decoder_threads(mp4_file: Path, decode_threads) -> None:
+    """The source decodes into one reused buffer: every frame it hands out must still be its own array."""
+    source = sources.OpenCVSource(str(mp4_file), decode_threads=decode_threads)
+    frames = _read_all(source)
+    assert len(frames) == 12
+    assert not any(np.shares_memory(a.image, b.image) for a, b in zip(frames, frames[1:], strict=False))
+    for k, frame in enumerate(frames):
+        _assert_rgb_close(frame.image, COLORS_RGB[k % 4])
+    assert source.describe()["decode_threads"] == decode_threads
+
+
+def test_video_file_decode_threads_must_be_positive(mp4_file: Path) -> None:
+    with pytest.raises(ValueError, match="decode_threads must be >= 1 or None, got 0"):
+        sources.OpenCVSource(str(mp4_file), decode_threads=0)
+
+
 def test_video_file_loop_restarts(mp4_file: Path) -> None:
     frames = _read_all(sources.open_source(str(mp4_file), loop=True), limit=30)
     assert len(frames) == 30
