@@ -14,6 +14,7 @@ recall. AP is the area under the precision/recall curve with all-point interpola
 from __future__ import annotations
 
 import math
+from array import array
 
 import numpy as np
 
@@ -99,8 +100,10 @@ class DetectionEvaluator:
         """Forget everything added so far."""
         self.num_images = 0
         self._num_gt = np.zeros(self.num_classes, dtype=np.int64)
-        self._scores: list[list[np.ndarray]] = [[] for _ in range(self.num_classes)]
-        self._labels: list[list[np.ndarray]] = [[] for _ in range(self.num_classes)]
+        # One flat buffer per class (4 + 1 bytes a detection), not two arrays per image and class: a live run
+        # adds every frame for hours (``scripts/soak.py``), and ~100-byte array objects per frame add up.
+        self._scores: list[array] = [array("f") for _ in range(self.num_classes)]
+        self._labels: list[array] = [array("b") for _ in range(self.num_classes)]
 
     def _check_classes(self, classes: np.ndarray, name: str) -> np.ndarray:
         classes = np.asarray(classes).reshape(-1)
@@ -151,8 +154,8 @@ class DetectionEvaluator:
             labels = match_detections(
                 det_boxes[det_mask], det_scores[det_mask], gt_boxes[gt_mask], difficult[gt_mask], self.iou_threshold
             )
-            self._scores[c].append(det_scores[det_mask])
-            self._labels[c].append(labels)
+            self._scores[c].frombytes(det_scores[det_mask].tobytes())
+            self._labels[c].frombytes(np.asarray(labels, dtype=np.int8).tobytes())
 
     def precision_recall(self, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(precision, recall)`` ``(K,)`` float64 of one class over its non-ignored detections, by descending score.
@@ -164,8 +167,8 @@ class DetectionEvaluator:
             raise ValueError(f"class_id must be in [0, {self.num_classes}), got {class_id}")
         if not self._scores[class_id]:
             return np.zeros(0), np.zeros(0)
-        scores = np.concatenate(self._scores[class_id])
-        labels = np.concatenate(self._labels[class_id])
+        scores = np.frombuffer(self._scores[class_id], dtype=np.float32)
+        labels = np.frombuffer(self._labels[class_id], dtype=np.int8)
         order = np.argsort(-scores, kind="stable")
         labels = labels[order]
         labels = labels[labels != IGNORED]
@@ -188,7 +191,7 @@ class DetectionEvaluator:
         per_class_recall: list[float | None] = []
         num_detections = []
         for c in range(self.num_classes):
-            num_detections.append(int(sum(len(s) for s in self._scores[c])))
+            num_detections.append(len(self._scores[c]))
             if self._num_gt[c] == 0:
                 per_class_ap.append(None)
                 per_class_recall.append(None)

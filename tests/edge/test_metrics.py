@@ -202,3 +202,21 @@ def test_invalid_input_is_rejected_with_clear_errors():
         DetectionEvaluator(0)
     with pytest.raises(ValueError, match="iou_threshold"):
         DetectionEvaluator(1, iou_threshold=0.0)
+
+
+def test_memory_per_added_image_stays_small():
+    """A live run adds every frame for hours: the evaluator keeps a few bytes per detection, not arrays per image."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    evaluator = DetectionEvaluator(num_classes=3)
+    gt = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]], np.float32)
+    det = gt[[0, 1, 1]] + np.float32(0.01)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(2000):
+        evaluator.add(det, rng.random(3, dtype=np.float32), np.array([0, 1, 2]), gt, np.array([0, 1]))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 2000 * 3 * 16, f"{grown} bytes for 6000 detections"
+    assert evaluator.result()["num_detections"] == [2000, 2000, 2000]
