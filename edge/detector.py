@@ -338,9 +338,7 @@ class Detector:
                 self.max_detections,
                 num_classes=len(self.labels),
             )
-        height, width = int(frame_size[0]), int(frame_size[1])
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        return Detections(boxes, scores, class_ids, self.labels, (height, width))
+        return Detections(boxes, scores, class_ids, self.labels, (int(frame_size[0]), int(frame_size[1])))
 
     def __call__(self, frame: np.ndarray) -> Detections:
         """Detect objects in one RGB uint8 frame ``(H, W, 3)`` (also ``(H, W)``, ``(H, W, 1)``, ``(H, W, 4)``)."""
